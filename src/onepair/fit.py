@@ -1,0 +1,228 @@
+"""The training loop: fit an imitator to one example pair, as a plain function.
+
+Read top to bottom: split off the held-out strip, build the network, solve
+its linear path, then repeat {sample crops, L2 (or L1) loss, Adam step at
+``lr_at(progress)``}; every ``val_every`` steps measure PSNR on the strip,
+keep the best weights, stop early when it stops improving; every
+``checkpoint_every`` steps write a checkpoint that ``resume=True`` continues
+from. The budget is ``steps`` and, optionally, ``seconds`` of wall time,
+whichever ends first; the schedule follows whichever is further along.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onepair import checkpoint
+from onepair.crops import CropSampler
+from onepair.imitator import Imitator, fit_config_to_dict
+from onepair.metrics import psnr
+from onepair.models import ModelConfig, UNetConfig, build
+from onepair.pairs import Pair, baseline, check_size
+from onepair.progress import FitProgress
+from onepair.tiling import apply_network
+
+
+log = logging.getLogger("onepair")
+
+
+class Loss(str, Enum):
+    L2 = "l2"
+    L1 = "l1"
+
+
+class Schedule(str, Enum):
+    COSINE = "cosine"  # linear warm-up, cosine decay to lr * lr_min
+    MULTISTEP = "multistep"  # x0.1 at 60% and 90% of the budget (paper prototype)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to train. Budget: ``steps``, and ``seconds`` of wall time if set."""
+
+    steps: int = 3000
+    seconds: float | None = None
+    batch_size: int = 16
+    crop: int = 64
+    lr: float = 2e-3
+    lr_min: float = 0.02
+    warmup: float = 0.03
+    schedule: Schedule = Schedule.COSINE
+    loss: Loss = Loss.L2
+    holdout: float = 0.125
+    val_every: int = 50
+    patience: int = 0
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", Schedule(self.schedule))
+        object.__setattr__(self, "loss", Loss(self.loss))
+        for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FitConfig.{name} is {getattr(self, name)}; expected >= 1")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"FitConfig.seconds is {self.seconds}; expected > 0 or None")
+        if self.lr <= 0:
+            raise ValueError(f"FitConfig.lr is {self.lr}; expected > 0")
+
+
+def lr_at(progress: float, config: FitConfig) -> float:
+    """Learning rate at ``progress`` in [0, 1] of the budget (a pure function)."""
+    p = min(max(progress, 0.0), 1.0)
+    if config.schedule is Schedule.MULTISTEP:
+        return config.lr * (0.1 if p >= 0.6 else 1.0) * (0.1 if p >= 0.9 else 1.0)
+    if p < config.warmup:
+        return config.lr * (p / config.warmup)
+    t = (p - config.warmup) / max(1.0 - config.warmup, 1e-12)
+    floor = config.lr * config.lr_min
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; anything else as torch names it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def fit(pair: Pair, model: ModelConfig | None = None, config: FitConfig | None = None,
+        out_dir: str | Path | None = None, resume: bool = False,
+        show_progress: bool = True) -> Imitator:
+    """Train an imitator on ``pair``; write the run folder to ``out_dir`` if given.
+
+    With ``resume=True`` and a checkpoint in ``out_dir``, training continues
+    from it (same model and fit settings required); a finished run is loaded
+    and returned as it is.
+    """
+    model = model if model is not None else UNetConfig()
+    config = config if config is not None else FitConfig()
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        finished = checkpoint.prepare_run_dir(out, resume)
+        if finished:
+            return Imitator.load(out)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+
+    network = build(model, pair.in_channels, pair.out_channels, pair.scale).to(device)
+    span = network.receptive_field()
+    check_size(pair, config.crop, span.size)
+    train, strip = pair.split(config.holdout, min_rows=config.crop)
+    if network.linear is not None:
+        network.linear.solve(train.input, train.output, seed=config.seed)
+    sampler = CropSampler(train, config.crop, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
+    validate = _Validator(pair, strip, span.margin) if strip.stop > strip.start else None
+
+    state = checkpoint.State(floor=validate.floor if validate else None)
+    if out is not None and resume:
+        loaded = checkpoint.load(out, network, optimizer, generator, model, config)
+        if loaded is not None:
+            state = loaded
+            log.info("resuming at step %d of %d from %s", state.step, config.steps, out)
+    if validate is not None and state.step == 0:  # the start (e.g. the linear path) competes too
+        network.eval()
+        state.keep_best(network, validate(network, device))
+        state.log(0, 0.0, {"val_psnr": state.best_psnr})
+    t0 = time.perf_counter() - state.elapsed
+    with FitProgress(show_progress, config) as bar:
+        network.train()
+        window: list[float] = []
+        while state.step < config.steps:
+            elapsed = time.perf_counter() - t0
+            progress = _progress(state.step, elapsed, config)
+            if progress >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(progress, config)
+            x, y = sampler.sample(config.batch_size, generator)
+            prediction = network(x)
+            loss = F.mse_loss(prediction, y) if config.loss is Loss.L2 else F.l1_loss(prediction, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state.step += 1
+            window.append(loss.item())
+            row: dict[str, float] = {}
+            if state.step % config.log_every == 0:
+                row = {"loss": float(np.mean(window)), "lr": optimizer.param_groups[0]["lr"]}
+                window = []
+            if validate is not None and state.step % config.val_every == 0:
+                network.eval()
+                row["val_psnr"] = validate(network, device)
+                network.train()
+                if row["val_psnr"] > state.best_psnr:
+                    state.keep_best(network, row["val_psnr"])
+                elif config.patience and state.evals_since_best() >= config.patience:
+                    state.stopped_early = True
+            if row:
+                state.log(state.step, time.perf_counter() - t0, row)
+                bar.update(progress, state)
+            if out is not None and state.step % config.checkpoint_every == 0:
+                state.elapsed = time.perf_counter() - t0
+                checkpoint.save(out, network, optimizer, generator, model, config, state)
+            if state.stopped_early:
+                break
+        state.elapsed = time.perf_counter() - t0
+        if validate is not None:
+            network.eval()
+            last = validate(network, device)
+            if last > state.best_psnr or state.best_weights is None:
+                state.keep_best(network, last)
+        bar.update(1.0, state)
+    if state.best_weights is not None:
+        network.load_state_dict(state.best_weights)
+    network.eval()
+    metrics = {
+        "steps": state.step,
+        "seconds": round(state.elapsed, 3),
+        "val_psnr": state.best_psnr if validate is not None else None,
+        "val_floor_psnr": state.floor,
+        "best_step": state.best_step,
+        "stopped_early": state.stopped_early,
+        "num_params": network.num_params(),
+        "receptive_field": span.size,
+        "device": str(device),
+    }
+    imitator = Imitator(network, model, fit_config_to_dict(config), metrics, state.history)
+    if out is not None:
+        imitator.save(out)
+        checkpoint.remove(out)
+    return imitator
+
+
+def _progress(step: int, elapsed: float, config: FitConfig) -> float:
+    by_steps = step / config.steps
+    return max(by_steps, elapsed / config.seconds) if config.seconds else by_steps
+
+
+class _Validator:
+    """PSNR on the held-out strip; the input window includes context above it."""
+
+    def __init__(self, pair: Pair, strip: slice, margin: int):
+        self.top = max(strip.start - margin, 0)
+        self.skip = (strip.start - self.top) * pair.scale
+        self.window = pair.input[self.top: strip.stop]
+        self.truth = pair.output[strip.start * pair.scale: strip.stop * pair.scale]
+        floor_image = baseline(pair.input[strip], self.truth)
+        self.floor = psnr(floor_image, self.truth) if floor_image is not None else None
+
+    def __call__(self, network: torch.nn.Module, device: torch.device) -> float:
+        prediction = apply_network(network, self.window, tile=None, device=device)
+        return psnr(np.clip(prediction[self.skip:], 0.0, 1.0), self.truth)

@@ -1,0 +1,182 @@
+"""A trained imitator: its config and weights, saved as a self-describing run folder.
+
+Run folder (DESIGN.md)::
+
+    config.json          everything needed to rebuild the network (architecture and its
+                         fields, channels, scale, fit settings, seed, onepair version)
+    weights.safetensors  the network's state dict (no pickle anywhere)
+    metrics.json         what the fit measured: held-out PSNR, its floor, steps, time
+    history.csv          step, seconds, loss, lr, val_psnr over training
+
+Every file is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from onepair.images import as_image
+from onepair.models import ModelConfig, Network, build, config_from_dict, config_to_dict
+from onepair.tiling import apply_network
+
+FILES = ("config.json", "weights.safetensors", "metrics.json", "history.csv")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("onepair")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+unknown"
+
+
+def fit_config_to_dict(config: Any) -> dict[str, Any]:
+    """A FitConfig as JSON-ready dict (enums by value)."""
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(config).items()}
+
+
+class Imitator:
+    """A network that imitates a black box, with what it took to make it.
+
+    >>> imitator = Imitator.load("runs/blur")          # doctest: +SKIP
+    >>> restored = imitator.apply(load_image("x.png"))  # doctest: +SKIP
+    """
+
+    def __init__(self, network: Network, model: ModelConfig, fit: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None,
+                 history: list[dict[str, float]] | None = None):
+        self.network = network.eval()
+        self.model = model
+        self.fit = dict(fit or {})
+        self.metrics = dict(metrics or {})
+        self.history = list(history or [])
+
+    @property
+    def in_channels(self) -> int:
+        return self.network.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.network.out_channels
+
+    @property
+    def scale(self) -> int:
+        return self.network.scale
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def to(self, device: str | torch.device) -> Imitator:
+        from onepair.fit import resolve_device
+
+        self.network.to(resolve_device(str(device)))
+        return self
+
+    def apply(self, image: np.ndarray, tile: int | None = 512, clip: bool = True) -> np.ndarray:
+        """Imitate the black box on ``image`` (H, W, Cin) -> (s*H, s*W, Cout).
+
+        Tiled with ``tile x tile`` input tiles (``None``: whole image); the
+        result equals a whole-image pass. Clipped to [0, 1] unless ``clip=False``.
+        """
+        image = as_image(image)
+        if image.shape[2] != self.in_channels:
+            raise ValueError(f"image is {'x'.join(map(str, image.shape))} but this imitator "
+                             f"takes {self.in_channels}-channel input")
+        out = apply_network(self.network, image, tile=tile, device=self.device)
+        return np.clip(out, 0.0, 1.0) if clip else out
+
+    __call__ = apply
+
+    # ------------------------------------------------------------------ run folder
+
+    def config_dict(self) -> dict[str, Any]:
+        return {
+            "onepair_version": version(),
+            "model": config_to_dict(self.model),
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "scale": self.scale,
+            "fit": self.fit,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the run folder (each file atomically)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        _atomic(folder / "weights.safetensors", lambda p: save_file(state, str(p)))
+        _atomic_text(folder / "metrics.json", json.dumps(self.metrics, indent=2) + "\n")
+        _atomic_text(folder / "history.csv", _csv(self.history))
+        _atomic_text(folder / "config.json", json.dumps(self.config_dict(), indent=2) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str = "auto") -> Imitator:
+        """Rebuild the network from ``config.json`` and load its weights."""
+        from onepair.fit import resolve_device
+
+        folder = Path(folder)
+        for name in ("config.json", "weights.safetensors"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder} is not an imitator run folder: {name} missing")
+        try:
+            config = json.loads((folder / "config.json").read_text())
+            model = config_from_dict(config["model"])
+            network = build(model, int(config["in_channels"]), int(config["out_channels"]),
+                            int(config["scale"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{folder / 'config.json'} is invalid: {error}") from error
+        state = load_file(str(folder / "weights.safetensors"))
+        missing, unexpected = network.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{folder / 'weights.safetensors'} does not match config.json: "
+                             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        history = _read_csv(folder / "history.csv")
+        imitator = cls(network, model, config.get("fit"), metrics, history)
+        return imitator.to(resolve_device(device))
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    _atomic(path, lambda p: p.write_text(text))
+
+
+def _csv(rows: list[dict[str, float]]) -> str:
+    columns = ["step", "seconds", "loss", "lr", "val_psnr"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _read_csv(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]

@@ -1,0 +1,72 @@
+"""The linear path: a shift-equivariant filter solved by least squares on the example.
+
+For a target that is linear and shift-equivariant, the best filter of a given
+size is the least-squares solution over the example's patches, and it is
+exact when the patches span the kernel space (Theorem 1, DESIGN.md). Gradient
+descent from zero converges to the same solution; solving it in closed form
+costs one ``D x D`` system, ``D = Cin * k * k + 1``. With a scale factor the
+filter predicts all ``s * s`` output phases of each input pixel (pixel shuffle).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LinearFilter(nn.Module):
+    """A fixed ``kernel x kernel`` filter from ``in_channels`` to ``out_channels * scale**2``.
+
+    Weights are buffers, not parameters: they are set by :meth:`solve` and not
+    trained. Zero padding; the tiling margin covers it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, scale: int, kernel: int):
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"linear_kernel is {kernel}; expected an odd size >= 1")
+        self.kernel = kernel
+        self.scale = scale
+        n_out = out_channels * scale * scale
+        self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
+        self.register_buffer("bias", torch.zeros(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(x, self.weight, self.bias, padding=self.kernel // 2)
+        return F.pixel_shuffle(y, self.scale) if self.scale > 1 else y
+
+    @torch.no_grad()
+    def solve(self, x: np.ndarray, y: np.ndarray, ridge: float = 1e-6,
+              max_rows: int = 200_000, seed: int = 0) -> None:
+        """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
+
+        ``x`` (H, W, Cin) and ``y`` (s*H, s*W, Cout) in the image convention.
+        ``ridge`` is relative to the mean diagonal of the normal matrix. At most
+        ``max_rows`` patch positions (a seeded random subset) enter the system.
+        """
+        k, s = self.kernel, self.scale
+        h, w, cin = x.shape
+        if h < k or w < k:
+            return  # too small to hold one patch: keep the zero filter
+        r = k // 2
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].double()
+        patches = F.unfold(xt, k)[0].T  # (N, Cin*k*k), N = (H-k+1)(W-k+1)
+        # output phases: channel c*s*s + a*s + b holds y[s*i + a, s*j + b, c]
+        yt = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1))).double()
+        cout = yt.shape[0]
+        phases = yt.reshape(cout, h, s, w, s).permute(0, 2, 4, 1, 3).reshape(cout * s * s, h, w)
+        targets = phases[:, r : h - r, r : w - r].reshape(cout * s * s, -1).T  # (N, Cout*s*s)
+        if patches.shape[0] > max_rows:
+            keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(seed))
+            keep = keep[:max_rows]
+            patches, targets = patches[keep], targets[keep]
+        design = torch.cat([patches, torch.ones(patches.shape[0], 1, dtype=patches.dtype)], 1)
+        normal = design.T @ design
+        normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
+            ridge * normal.diagonal().mean()
+        )
+        solution = torch.linalg.solve(normal, design.T @ targets)  # (D, Cout*s*s)
+        self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
+        self.bias.copy_(solution[-1].float())

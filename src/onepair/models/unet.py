@@ -1,0 +1,99 @@
+"""U-Net imitator: the paper's architecture for the imitating network.
+
+Levels of ``convs_per_level`` convolutions (kernel ``kernel_size``, ReLU),
+``width * 2**level`` channels, 2x2 stride-2 convolutions down, 2x2 stride-2
+transposed convolutions up, skip concatenations, then the shared head and skip
+path of :class:`~onepair.models.network.Network`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from onepair.models.network import Network, Skip
+from onepair.models.receptive import Span
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Shape of a U-Net imitator. ``depth`` counts resolutions (1 = no down-sampling)."""
+
+    depth: int = 3
+    width: int = 16
+    kernel_size: int = 3
+    convs_per_level: int = 2
+    skip: Skip = Skip.LINEAR
+    linear_kernel: int = 15
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", Skip(self.skip))
+        for name in ("depth", "width", "convs_per_level"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"UNetConfig.{name} is {getattr(self, name)}; expected >= 1")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"UNetConfig.kernel_size is {self.kernel_size}; expected odd >= 1")
+
+
+def _block(c_in: int, c_out: int, kernel: int, n: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel, padding=kernel // 2),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class UNet(Network):
+    """U-Net from ``in_channels`` to ``out_channels`` at integer ``scale``.
+
+    >>> net = UNet(UNetConfig(depth=2, width=8), in_channels=1, out_channels=3)
+    >>> net(torch.zeros(1, 1, 37, 31)).shape
+    torch.Size([1, 3, 37, 31])
+    """
+
+    def __init__(self, config: UNetConfig, in_channels: int = 3, out_channels: int = 3,
+                 scale: int = 1):
+        super().__init__()
+        self.config, self.in_channels, self.out_channels, self.scale = (
+            config, in_channels, out_channels, scale)
+        c, k, n, d = config.width, config.kernel_size, config.convs_per_level, config.depth
+        chans = [c * 2**i for i in range(d)]
+        self.enc = nn.ModuleList(
+            _block(in_channels if i == 0 else chans[i], chans[i], k, n) for i in range(d))
+        self.down = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 2, stride=2)
+                                  for i in range(d - 1))
+        self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
+                                for i in range(d - 1))
+        self.dec = nn.ModuleList(_block(2 * chans[i], chans[i], k, n) for i in range(d - 1))
+        self.multiple = 2 ** (d - 1)
+        self.body_span = self._span()
+        self.finish(chans[0], config.skip, config.linear_kernel)
+
+    def _span(self) -> Span:
+        k, n, d = self.config.kernel_size, self.config.convs_per_level, self.config.depth
+        span, skips = Span(), []
+        for i in range(d):
+            for _ in range(n):
+                span = span.conv(k)
+            if i < d - 1:
+                skips.append(span)
+                span = span.down(2)
+        for i in reversed(range(d - 1)):
+            span = span.up(2).union(skips[i])
+            for _ in range(n):
+                span = span.conv(k)
+        return span
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.enc):
+            x = block(x)  # (B, width*2^i, H/2^i, W/2^i)
+            if i < len(self.down):
+                skips.append(x)
+                x = self.down[i](x)
+        for i in reversed(range(len(self.up))):
+            x = self.up[i](x)  # (B, width*2^i, H/2^i, W/2^i)
+            x = self.dec[i](torch.cat([x, skips[i]], dim=1))
+        return x  # (B, width, H, W)

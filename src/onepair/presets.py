@@ -1,0 +1,36 @@
+"""Named recipes: an imitator architecture with its training settings.
+
+``default`` is onepair's recipe (U-Net with a least-squares linear path).
+``paper-prototype`` follows the early code of the paper's first author: a
+DnCNN-style 17-layer plain CNN (64 channels, batch norm, residual), Adam at
+1e-3, x0.1 steps at 60% and 90% of the budget, 70 x 70 crops; it is the
+baseline the benchmarks compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from onepair.fit import FitConfig, Schedule
+from onepair.models import ModelConfig, PlainConfig, Skip, UNetConfig
+
+PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
+    "default": (UNetConfig(), FitConfig()),
+    "paper-prototype": (
+        PlainConfig(receptive_field=35, width=64, kernel_size=3, batchnorm=True,
+                    skip=Skip.IDENTITY),
+        FitConfig(lr=1e-3, schedule=Schedule.MULTISTEP, crop=70, batch_size=16, warmup=0.0),
+    ),
+}
+
+
+def preset(name: str, in_channels: int, out_channels: int, scale: int) -> tuple[ModelConfig,
+                                                                                 FitConfig]:
+    """The recipe ``name`` adapted to a pair: an identity skip becomes none when
+    channels or size change."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}")
+    model, fit = PRESETS[name]
+    if model.skip is Skip.IDENTITY and (in_channels != out_channels or scale != 1):
+        model = replace(model, skip=Skip.NONE)
+    return model, fit

@@ -1,0 +1,49 @@
+"""The linear path and Theorem 1: least squares on one example recovers a linear filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from onepair.images import from_tensor, to_tensor
+from onepair.models.linear import LinearFilter
+
+
+def apply_kernel(image, kernel, bias, scale=1):
+    weight = torch.from_numpy(kernel).float()
+    y = F.conv2d(to_tensor(image), weight, torch.from_numpy(bias).float(),
+                 padding=kernel.shape[-1] // 2)
+    return from_tensor(F.pixel_shuffle(y, scale) if scale > 1 else y)
+
+
+def test_recovers_a_random_kernel_exactly_from_one_example(photo, rng):
+    kernel = rng.normal(0, 0.2, (3, 3, 5, 5))
+    bias = rng.normal(0, 0.1, 3)
+    y = apply_kernel(photo, kernel, bias)
+    f = LinearFilter(3, 3, 1, 5)
+    f.solve(photo, y, ridge=0.0)
+    np.testing.assert_allclose(f.weight.numpy(), kernel, atol=1e-4)
+    np.testing.assert_allclose(f.bias.numpy(), bias, atol=1e-4)
+
+
+def test_recovers_a_linear_super_resolution_filter(photo, rng):
+    gray = photo[..., :1]
+    kernel = rng.normal(0, 0.2, (4, 1, 3, 3))  # 2x2 output phases of one channel
+    y = apply_kernel(gray, kernel, np.zeros(4), scale=2)
+    f = LinearFilter(1, 1, 2, 3)
+    f.solve(gray, y, ridge=0.0)
+    np.testing.assert_allclose(f.weight.numpy(), kernel, atol=1e-4)
+    with torch.no_grad():
+        np.testing.assert_allclose(from_tensor(f(to_tensor(gray))), y, atol=1e-4)
+
+
+def test_projection_when_patches_do_not_span_the_kernel_space(rng):
+    """A constant image constrains only the kernel's sum: least squares finds that sum."""
+    flat = np.full((30, 30, 1), 0.5, np.float32)
+    kernel = rng.normal(0, 0.2, (1, 1, 3, 3))
+    y = apply_kernel(flat, kernel, np.zeros(1))
+    f = LinearFilter(1, 1, 1, 3)
+    f.solve(flat, y)
+    fitted = f.weight.numpy().sum() * 0.5 + f.bias.numpy()[0]
+    assert abs(fitted - kernel.sum() * 0.5) < 1e-4

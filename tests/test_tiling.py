@@ -1,0 +1,59 @@
+"""tiling.py: the CARE test -- tiled output equals whole-image output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from onepair.images import from_tensor, to_tensor
+from onepair.models import PlainConfig, Skip, UNetConfig, build
+from onepair.tiling import apply_network
+
+
+def randomised(config, cin, cout, scale):
+    torch.manual_seed(0)
+    network = build(config, cin, cout, scale).eval()
+    torch.nn.init.normal_(network.head[0].weight, std=0.3)
+    if network.linear is not None:
+        torch.nn.init.normal_(network.linear.weight, std=0.05)
+    return network
+
+
+def whole(network, image):
+    margin = network.receptive_field().margin
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+    with torch.no_grad():
+        y = from_tensor(network(to_tensor(padded)))
+    s = network.scale
+    return y[s * margin: y.shape[0] - s * margin, s * margin: y.shape[1] - s * margin]
+
+
+@pytest.mark.parametrize(("config", "cin", "cout", "scale"), [
+    (UNetConfig(depth=3, width=4, linear_kernel=7), 3, 3, 1),
+    (UNetConfig(depth=2, width=4, skip=Skip.NONE), 1, 3, 2),
+    (PlainConfig(receptive_field=11, width=4, batchnorm=True), 2, 2, 1),
+])
+@pytest.mark.parametrize("size", [(37, 31), (101, 67)])
+@pytest.mark.parametrize("tile", [16, 40, 64])
+def test_tiled_equals_whole(config, cin, cout, scale, size, tile, rng):
+    network = randomised(config, cin, cout, scale)
+    image = rng.random(size + (cin,)).astype(np.float32)
+    tiled = apply_network(network, image, tile=tile)
+    assert tiled.shape == (size[0] * scale, size[1] * scale, cout)
+    np.testing.assert_allclose(tiled, whole(network, image), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(apply_network(network, image, tile=None), tiled, atol=1e-5,
+                               rtol=0)
+
+
+def test_tiny_images_smaller_than_the_receptive_field():
+    network = randomised(UNetConfig(depth=3, width=4), 1, 1, 1)
+    image = np.random.default_rng(1).random((3, 5, 1)).astype(np.float32)
+    np.testing.assert_allclose(apply_network(network, image, tile=16), whole(network, image),
+                               atol=1e-5)
+
+
+def test_channel_mismatch_is_an_error():
+    network = randomised(UNetConfig(depth=2, width=4), 3, 3, 1)
+    with pytest.raises(ValueError, match="image has 1 channels; this imitator expects 3"):
+        apply_network(network, np.zeros((8, 8, 1), np.float32))
