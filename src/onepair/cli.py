@@ -14,8 +14,8 @@ from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Imitate a black-box image-to-image model from one input/output example.")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
@@ -214,8 +214,9 @@ def demo_command(
     except ValueError as error:
         _fail(str(error))
     table = Table(title="imitation fidelity on held-out images (imitator vs target output)")
-    for column in ("target", "PSNR dB", "SSIM", "input PSNR dB", "val PSNR dB", "fit s"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table.add_column("target", no_wrap=True, min_width=max(len(r["target"]) for r in rows))
+    for column in ("PSNR dB", "SSIM", "input PSNR dB", "val PSNR dB", "fit s"):
+        table.add_column(column, justify="right")
     for r in rows:
         table.add_row(r["target"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['ssim']:.4f}",
                       _db(r["floor_psnr"]), _db(r["val_psnr"]), f"{r['fit_seconds']:.0f}")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from onepair import checkpoint
 from onepair.crops import CropSampler
+from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator, fit_config_to_dict
 from onepair.metrics import psnr
 from onepair.models import ModelConfig, UNetConfig, build
@@ -125,7 +126,11 @@ def fit(pair: Pair, model: ModelConfig | None = None, config: FitConfig | None =
     train, strip = pair.split(config.holdout, min_rows=config.crop)
     if network.linear is not None:
         network.linear.solve(train.input, train.output, seed=config.seed)
-    sampler = CropSampler(train, config.crop, device)
+    # the body learns what the (fixed) skip path leaves: crops of target - skip(input)
+    x_train = to_tensor(train.input, device)
+    remainder = to_tensor(train.output, device) - network.skip_image(x_train)
+    sampler = CropSampler(Pair(train.input, from_tensor(remainder), train.scale), config.crop,
+                          device)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     validate = _Validator(pair, strip, span.margin) if strip.stop > strip.start else None
@@ -152,7 +157,7 @@ def fit(pair: Pair, model: ModelConfig | None = None, config: FitConfig | None =
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(progress, config)
             x, y = sampler.sample(config.batch_size, generator)
-            prediction = network(x)
+            prediction = network.residual(x)
             loss = F.mse_loss(prediction, y) if config.loss is Loss.L2 else F.l1_loss(prediction, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

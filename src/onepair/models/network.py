@@ -59,17 +59,41 @@ class Network(nn.Module):
             nn.init.zeros_(self.head[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.residual(x) + self.skip(x)
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``head(body(x))``: what the network adds to the skip path; training fits this."""
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
         padded = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
         y = self.head(self.features(padded))  # (B, Cout, s*H', s*W')
-        y = y[..., : h * self.scale, : w * self.scale]
+        return y[..., : h * self.scale, : w * self.scale]
+
+    def skip(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The skip path's output (zero padding at the borders of ``x``)."""
         if self.skip_kind is Skip.IDENTITY:
-            y = y + x
-        elif self.linear is not None:
-            y = y + self.linear(x)
-        return y
+            return x
+        if self.linear is not None:
+            return self.linear(x)
+        return 0.0
+
+    @torch.no_grad()
+    def skip_image(self, x: torch.Tensor) -> torch.Tensor | float:
+        """The skip path on a whole (1, C, H, W) image with reflect padding, as in apply.
+
+        Training crops of ``target - skip_image(input)`` teach the body the
+        remainder with correct context at crop borders.
+        """
+        if self.linear is None:
+            return self.skip(x)
+        r = self.linear.kernel // 2
+        padded = F.pad(x, (r, r, r, r), mode="reflect") if r and min(x.shape[-2:]) > r else x
+        y = self.linear(padded)
+        if padded is x:
+            return y
+        s = self.scale
+        return y[..., s * r: y.shape[-2] - s * r, s * r: y.shape[-1] - s * r]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

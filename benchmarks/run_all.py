@@ -1,0 +1,92 @@
+"""Run every benchmark with its defaults and summarise them in one table.
+
+Writes fidelity.json, apply_speed.json, prototype.json and summary.md into
+the output folder (``make bench``). ``--quick`` shrinks every budget to check
+that the scripts work; its numbers mean nothing.
+
+    python benchmarks/run_all.py -o bench-out
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import apply_speed
+import fidelity
+import prototype
+from common import cell, machine_line, table
+
+QUICK = {
+    "fidelity": ["--budgets", "3"],
+    "apply_speed": ["--sizes", "500"],
+    "prototype": ["--seconds", "5"],
+}
+
+
+def summary_rows(fid: dict, speed: dict, proto: dict) -> list[dict]:
+    """One row per headline measurement of the three benchmarks."""
+    rows = []
+    for r in fid["rows"]:
+        rows.append(
+            {
+                "benchmark": "fidelity",
+                "case": f"{r['target']}, {r['budget_s']:g} s",
+                "result": f"{cell(r['psnr'])} dB PSNR, SSIM {r['ssim']:.3f}",
+                "context": f"floor {cell(r['floor_psnr'])} dB; {r['steps']} steps",
+            }
+        )
+    for r in speed["rows"]:
+        rows.append(
+            {
+                "benchmark": "apply_speed",
+                "case": f"{r['size']}x{r['size']} RGB, tile {r['tile']}",
+                "result": f"{cell(r['mpix_per_s'])} Mpx/s",
+                "context": f"peak {r['peak_mb']:.0f} MB (+{r['delta_mb']:.0f} over imports); "
+                f"below 2 GB: {cell(r['below_2gb'])}",
+            }
+        )
+    proto_row, default_row = proto["rows"]
+    rows.append(
+        {
+            "benchmark": "prototype",
+            "case": f"time to P_proto = {cell(proto['p_proto'])} dB",
+            "result": f"prototype / default = {cell(proto['ratio_prototype_over_default'])}",
+            "context": f"prototype {cell(proto['prototype_time_to_p_proto_s'])} s, default "
+            f"{cell(proto['default_time_to_p_proto_s'])} s (- = never); test PSNR "
+            f"{cell(proto_row['test_psnr'])} vs {cell(default_row['test_psnr'])} dB",
+        }
+    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-o", "--out", default="bench-out", help="folder for the records")
+    parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
+    args = parser.parse_args(argv)
+
+    def extra(name: str) -> list[str]:
+        return ["-o", args.out] + (QUICK[name] if args.quick else [])
+
+    fid = fidelity.main(extra("fidelity"))
+    speed = apply_speed.main(extra("apply_speed"))
+    proto = prototype.main(extra("prototype"))
+    text = (
+        "\n\n".join(
+            [
+                "# onepair benchmarks"
+                + (" (quick smoke run: numbers mean nothing)" if args.quick else ""),
+                machine_line(fid["machine"]),
+                table(summary_rows(fid, speed, proto), ["benchmark", "case", "result", "context"]),
+            ]
+        )
+        + "\n"
+    )
+    path = Path(args.out) / "summary.md"
+    path.write_text(text)
+    print("\n" + text + f"\nwrote {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

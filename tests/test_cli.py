@@ -1,0 +1,91 @@
+"""The `onepair` command end to end on a tiny pair, and its error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from onepair.cli import app
+from onepair.images import load_image, save_image
+
+runner = CliRunner()
+TINY = ["--depth", "2", "--width", "8", "--linear-kernel", "9", "--steps", "60", "--crop", "32",
+        "--batch-size", "4", "--val-every", "20", "--quiet", "--device", "cpu"]
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def test_query_fit_apply_eval(tmp_path):
+    made = invoke("query", "gaussian-blur:sigma=1", "builtin:astronaut", "--size", "96",
+                  "-o", tmp_path / "pair")
+    assert made.exit_code == 0, made.output
+    assert "96x96 -> 96x96x3" in made.output
+
+    fitted = invoke("fit", tmp_path / "pair" / "input.png", tmp_path / "pair" / "output.png",
+                    "-o", tmp_path / "run", *TINY)
+    assert fitted.exit_code == 0, fitted.output
+    assert "held-out strip PSNR" in fitted.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["steps"] == 60 and metrics["val_psnr"] > metrics["val_floor_psnr"]
+
+    sixteen = tmp_path / "in16.tif"
+    save_image(sixteen, np.random.default_rng(0).random((45, 37, 3)), bit_depth=16)
+    applied = invoke("apply", tmp_path / "run", sixteen, tmp_path / "pair" / "input.png",
+                     "-o", tmp_path / "applied")
+    assert applied.exit_code == 0, applied.output
+    assert "16-bit" in applied.output and "8-bit" in applied.output
+    assert load_image(tmp_path / "applied" / "in16.tif").shape == (45, 37, 3)
+
+    evaluated = invoke("eval", tmp_path / "run", "--target", "gaussian-blur:sigma=1",
+                       "--images", "builtin:coffee", "--images", sixteen)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
+    assert len(report["rows"]) == 2 and report["summary"]["target_queries"] == 2
+    assert report["summary"]["psnr_mean"] > report["summary"]["floor_psnr_mean"]
+    assert (tmp_path / "run" / "eval" / "eval.csv").read_text().startswith("image,psnr,ssim")
+
+
+def test_targets_lists_the_table():
+    listed = invoke("targets")
+    assert listed.exit_code == 0
+    for name in ("gaussian-blur", "tv-denoise", "bilateral", "noise"):
+        assert name in listed.output
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    save_image(tmp_path / "a.png", np.zeros((40, 40, 3)))
+    save_image(tmp_path / "b.png", np.zeros((40, 38, 3)))
+    mismatch = invoke("fit", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "r")
+    assert mismatch.exit_code == 2
+    assert "input is 40x40x3 but output is 40x38x3" in mismatch.output
+    small = invoke("fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r2")
+    assert small.exit_code == 2 and "training crops are 64x64" in small.output
+    missing = invoke("fit", tmp_path / "nope.png", tmp_path / "a.png", "-o", tmp_path / "r3")
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    bad_target = invoke("eval", tmp_path, "--target", "blurr", "--images", "builtin:coffee")
+    assert bad_target.exit_code == 2 and "config.json missing" in bad_target.output
+    bad_arch = invoke("fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r4",
+                      "--architecture", "vit")
+    assert bad_arch.exit_code == 2 and "expected one of unet, plain" in bad_arch.output
+    bad_loss = invoke("fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r5",
+                      "--loss", "l3", "--crop", "16")
+    assert bad_loss.exit_code == 2 and "'l3' is not a valid Loss" in bad_loss.output
+
+
+def test_demo_writes_table_and_side_by_side_images(tmp_path):
+    result = invoke("demo", "-o", tmp_path, "--seconds", "2", "--target", "gaussian-blur:sigma=1",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "gaussian-blur:sigma=1" in result.output and "PSNR" in result.output
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert len(rows) == 1 and rows[0]["psnr"] > rows[0]["floor_psnr"]
+    folder = tmp_path / "gaussian-blur_sigma=1"
+    side = load_image(folder / "coffee_input_target_imitation.png")
+    assert side.shape == (256, 3 * 256 + 2 * 4, 3)
+    assert (folder / "run" / "weights.safetensors").is_file()
+    assert (folder / "eval.json").is_file()
