@@ -69,14 +69,14 @@ def _finite(value: Any) -> Any:
 
 
 def cell(value: Any) -> str:
-    """A table cell: floats to two decimals, missing values as a dash."""
+    """A table cell: floats to two decimals, missing values as a dash, ``|`` escaped."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.2f}"
-    return str(value)
+    return str(value).replace("|", "\\|")
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:

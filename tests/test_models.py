@@ -12,9 +12,10 @@ from onepair.models import (PlainCNN, PlainConfig, Skip, Span, UNet, UNetConfig,
 @pytest.mark.parametrize(("config", "size"), [
     (PlainConfig(receptive_field=31, skip=Skip.NONE), 31),
     (PlainConfig(receptive_field=21, kernel_size=5, skip=Skip.NONE), 21),
-    (UNetConfig(depth=1, skip=Skip.NONE), 5),  # two 3x3 convs
-    (UNetConfig(depth=2, skip=Skip.NONE), 19),  # worked by hand in the module docs
-    (UNetConfig(depth=3, skip=Skip.NONE), 47),
+    (UNetConfig(depth=1, convs_per_level=2, skip=Skip.NONE), 5),  # two 3x3 convs
+    (UNetConfig(depth=2, convs_per_level=2, skip=Skip.NONE), 19),  # worked by hand
+    (UNetConfig(depth=3, convs_per_level=2, skip=Skip.NONE), 47),
+    (UNetConfig(depth=3, convs_per_level=1, skip=Skip.NONE), 27),
     (UNetConfig(depth=1, skip=Skip.LINEAR, linear_kernel=15), 15),  # the linear path dominates
 ])
 def test_receptive_field_hand_derived(config, size):
@@ -50,7 +51,7 @@ def measured_dependencies(network, size, scale, positions):
 
 
 @pytest.mark.parametrize(("config", "scale"), [
-    (UNetConfig(depth=2, width=4, skip=Skip.NONE), 1),
+    (UNetConfig(depth=2, width=4, convs_per_level=2, skip=Skip.NONE), 1),
     (UNetConfig(depth=3, width=4, skip=Skip.NONE), 1),
     (UNetConfig(depth=3, width=4, kernel_size=5, convs_per_level=1, skip=Skip.NONE), 1),
     (UNetConfig(depth=2, width=4, skip=Skip.NONE), 2),

@@ -55,11 +55,12 @@ class Imitator:
     >>> restored = imitator.apply(load_image("x.png"))  # doctest: +SKIP
     """
 
-    def __init__(self, network: Network, model: ModelConfig, fit: dict[str, Any] | None = None,
+    def __init__(self, network: Network, model: ModelConfig | None = None,
+                 fit: dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None,
                  history: list[dict[str, float]] | None = None):
         self.network = network.eval()
-        self.model = model
+        self.model = model if model is not None else network.config
         self.fit = dict(fit or {})
         self.metrics = dict(metrics or {})
         self.history = list(history or [])

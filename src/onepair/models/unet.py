@@ -24,7 +24,7 @@ class UNetConfig:
     depth: int = 3
     width: int = 16
     kernel_size: int = 3
-    convs_per_level: int = 2
+    convs_per_level: int = 1
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
 
