@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/onepair demo -o demo-out
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

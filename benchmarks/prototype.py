@@ -106,7 +106,7 @@ def run_preset(pair: Pair, name: str, args: argparse.Namespace, target: SpecTarg
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="noise:sigma=25|tv-denoise:weight=0.1")
-    parser.add_argument("--seconds", type=float, default=120.0, help="fit budget for each preset")
+    parser.add_argument("--seconds", type=float, default=180.0, help="fit budget for each preset")
     parser.add_argument("--points", type=int, default=30, help="validations wanted per curve")
     parser.add_argument("--val-every", type=int, default=10, help="validation interval at most")
     parser.add_argument(

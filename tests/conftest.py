@@ -26,5 +26,6 @@ def photo() -> np.ndarray:
 
 
 TINY_MODEL = UNetConfig(depth=2, width=8, linear_kernel=7)
-TINY_FIT = FitConfig(steps=60, batch_size=4, crop=32, val_every=10, checkpoint_every=20,
-                     log_every=5, device="cpu")
+TINY_FIT = FitConfig(
+    steps=60, batch_size=4, crop=32, val_every=10, checkpoint_every=20, log_every=5, device="cpu"
+)

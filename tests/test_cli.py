@@ -11,8 +11,25 @@ from onepair.cli import app
 from onepair.images import load_image, save_image
 
 runner = CliRunner()
-TINY = ["--depth", "2", "--width", "8", "--linear-kernel", "9", "--steps", "60", "--crop", "32",
-        "--batch-size", "4", "--val-every", "20", "--quiet", "--device", "cpu"]
+TINY = [
+    "--depth",
+    "2",
+    "--width",
+    "8",
+    "--linear-kernel",
+    "9",
+    "--steps",
+    "60",
+    "--crop",
+    "32",
+    "--batch-size",
+    "4",
+    "--val-every",
+    "20",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(*args: str):
@@ -21,13 +38,26 @@ def invoke(*args: str):
 
 
 def test_query_fit_apply_eval(tmp_path):
-    made = invoke("query", "gaussian-blur:sigma=1", "builtin:astronaut", "--size", "96",
-                  "-o", tmp_path / "pair")
+    made = invoke(
+        "query",
+        "gaussian-blur:sigma=1",
+        "builtin:astronaut",
+        "--size",
+        "96",
+        "-o",
+        tmp_path / "pair",
+    )
     assert made.exit_code == 0, made.output
     assert "96x96 -> 96x96x3" in made.output
 
-    fitted = invoke("fit", tmp_path / "pair" / "input.png", tmp_path / "pair" / "output.png",
-                    "-o", tmp_path / "run", *TINY)
+    fitted = invoke(
+        "fit",
+        tmp_path / "pair" / "input.png",
+        tmp_path / "pair" / "output.png",
+        "-o",
+        tmp_path / "run",
+        *TINY,
+    )
     assert fitted.exit_code == 0, fitted.output
     assert "held-out strip PSNR" in fitted.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -35,14 +65,28 @@ def test_query_fit_apply_eval(tmp_path):
 
     sixteen = tmp_path / "in16.tif"
     save_image(sixteen, np.random.default_rng(0).random((45, 37, 3)), bit_depth=16)
-    applied = invoke("apply", tmp_path / "run", sixteen, tmp_path / "pair" / "input.png",
-                     "-o", tmp_path / "applied")
+    applied = invoke(
+        "apply",
+        tmp_path / "run",
+        sixteen,
+        tmp_path / "pair" / "input.png",
+        "-o",
+        tmp_path / "applied",
+    )
     assert applied.exit_code == 0, applied.output
     assert "16-bit" in applied.output and "8-bit" in applied.output
     assert load_image(tmp_path / "applied" / "in16.tif").shape == (45, 37, 3)
 
-    evaluated = invoke("eval", tmp_path / "run", "--target", "gaussian-blur:sigma=1",
-                       "--images", "builtin:coffee", "--images", sixteen)
+    evaluated = invoke(
+        "eval",
+        tmp_path / "run",
+        "--target",
+        "gaussian-blur:sigma=1",
+        "--images",
+        "builtin:coffee",
+        "--images",
+        sixteen,
+    )
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
     assert len(report["rows"]) == 2 and report["summary"]["target_queries"] == 2
@@ -69,17 +113,34 @@ def test_bad_input_gives_clear_errors(tmp_path):
     assert missing.exit_code == 2 and "no such file" in missing.output
     bad_target = invoke("eval", tmp_path, "--target", "blurr", "--images", "builtin:coffee")
     assert bad_target.exit_code == 2 and "config.json missing" in bad_target.output
-    bad_arch = invoke("fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r4",
-                      "--architecture", "vit")
+    bad_arch = invoke(
+        "fit",
+        tmp_path / "a.png",
+        tmp_path / "a.png",
+        "-o",
+        tmp_path / "r4",
+        "--architecture",
+        "vit",
+    )
     assert bad_arch.exit_code == 2 and "expected one of unet, plain" in bad_arch.output
-    bad_loss = invoke("fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r5",
-                      "--loss", "l3", "--crop", "16")
+    bad_loss = invoke(
+        "fit",
+        tmp_path / "a.png",
+        tmp_path / "a.png",
+        "-o",
+        tmp_path / "r5",
+        "--loss",
+        "l3",
+        "--crop",
+        "16",
+    )
     assert bad_loss.exit_code == 2 and "'l3' is not a valid Loss" in bad_loss.output
 
 
 def test_demo_writes_table_and_side_by_side_images(tmp_path):
-    result = invoke("demo", "-o", tmp_path, "--seconds", "2", "--target", "gaussian-blur:sigma=1",
-                    "--quiet")
+    result = invoke(
+        "demo", "-o", tmp_path, "--seconds", "2", "--target", "gaussian-blur:sigma=1", "--quiet"
+    )
     assert result.exit_code == 0, result.output
     assert "gaussian-blur:sigma=1" in result.output and "PSNR" in result.output
     rows = json.loads((tmp_path / "results.json").read_text())

@@ -20,7 +20,7 @@ from onepair.evaluate import evaluate
 from onepair.fit import FitConfig, Schedule, fit, lr_at
 from onepair.imitator import Imitator
 from onepair.metrics import psnr
-from onepair.models import PlainConfig, Skip, UNetConfig
+from onepair.models import PlainConfig, Skip
 from onepair.pairs import Pair
 from onepair.targets import load_target
 
@@ -37,20 +37,19 @@ def test_lr_schedule_is_a_pure_function_of_progress():
     assert lr_at(0.1, config) == pytest.approx(1e-3)
     assert lr_at(1.0, config) == pytest.approx(1e-5)
     values = [lr_at(p / 100, config) for p in range(10, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
     step = FitConfig(lr=1.0, schedule=Schedule.MULTISTEP)
     assert [lr_at(p, step) for p in (0.0, 0.59, 0.6, 0.89, 0.9)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01])
+        [1, 1, 0.1, 0.1, 0.01]
+    )
 
 
 def test_training_lowers_the_loss_without_the_linear_path(blur_pair):
     model = replace(TINY_MODEL, skip=Skip.NONE)
-    imitator = fit(blur_pair, model, replace(TINY_FIT, steps=150, holdout=0.0),
-                   show_progress=False)
+    imitator = fit(blur_pair, model, replace(TINY_FIT, steps=150, holdout=0.0), show_progress=False)
     losses = [row["loss"] for row in imitator.history if "loss" in row]
     assert np.mean(losses[-3:]) < 0.1 * np.mean(losses[:2])
-    untrained = fit(blur_pair, model, replace(TINY_FIT, steps=1, holdout=0.0),
-                    show_progress=False)
+    untrained = fit(blur_pair, model, replace(TINY_FIT, steps=1, holdout=0.0), show_progress=False)
     before = psnr(untrained.apply(blur_pair.input), blur_pair.output)
     assert psnr(imitator.apply(blur_pair.input), blur_pair.output) > before + 6.0
     assert imitator.metrics["val_psnr"] is None  # nothing held out, nothing measured
@@ -59,8 +58,9 @@ def test_training_lowers_the_loss_without_the_linear_path(blur_pair):
 def test_linear_target_is_imitated_to_high_psnr_on_other_images(blur_pair):
     model = replace(TINY_MODEL, linear_kernel=13)  # holds the blur's kernel (radius 4 sigma)
     imitator = fit(blur_pair, model, TINY_FIT, show_progress=False)
-    evaluation = evaluate(imitator, "gaussian-blur:sigma=1.5",
-                          ["builtin:coffee", "builtin:chelsea"])
+    evaluation = evaluate(
+        imitator, "gaussian-blur:sigma=1.5", ["builtin:coffee", "builtin:chelsea"]
+    )
     assert evaluation.mean("psnr") > 40.0
     assert evaluation.mean("psnr") > evaluation.mean("floor_psnr") + 10
     assert evaluation.queries == 2
@@ -68,8 +68,9 @@ def test_linear_target_is_imitated_to_high_psnr_on_other_images(blur_pair):
 
 def test_nonlinear_target_beats_its_floor(photo):
     target = load_target("median:size=3")
-    imitator = fit(Pair.of(photo, target(photo)), TINY_MODEL, replace(TINY_FIT, steps=400),
-                   show_progress=False)
+    imitator = fit(
+        Pair.of(photo, target(photo)), TINY_MODEL, replace(TINY_FIT, steps=400), show_progress=False
+    )
     evaluation = evaluate(imitator, target, ["builtin:coffee"])
     assert evaluation.mean("psnr") > evaluation.mean("floor_psnr") + 1.0
 
@@ -88,10 +89,18 @@ def test_channel_change_and_super_resolution_pairs(photo):
 def test_run_folder_round_trip_gives_identical_outputs(tmp_path, blur_pair, photo):
     imitator = fit(blur_pair, TINY_MODEL, TINY_FIT, out_dir=tmp_path / "run", show_progress=False)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(
-        ["config.json", "weights.safetensors", "metrics.json", "history.csv"])
+        ["config.json", "weights.safetensors", "metrics.json", "history.csv"]
+    )
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["model"] == {"architecture": "unet", "depth": 2, "width": 8, "kernel_size": 3,
-                               "convs_per_level": 1, "skip": "linear", "linear_kernel": 7}
+    assert config["model"] == {
+        "architecture": "unet",
+        "depth": 2,
+        "width": 8,
+        "kernel_size": 3,
+        "convs_per_level": 1,
+        "skip": "linear",
+        "linear_kernel": 7,
+    }
     assert (config["in_channels"], config["out_channels"], config["scale"]) == (3, 3, 1)
     assert config["fit"]["seed"] == 0 and config["onepair_version"]
     loaded = Imitator.load(tmp_path / "run", device="cpu")
@@ -118,12 +127,18 @@ def test_early_stopping_and_best_weights(blur_pair):
 
 
 def test_run_folder_rules(tmp_path, blur_pair):
-    fit(blur_pair, TINY_MODEL, replace(TINY_FIT, steps=5), out_dir=tmp_path / "run",
-        show_progress=False)
+    fit(
+        blur_pair,
+        TINY_MODEL,
+        replace(TINY_FIT, steps=5),
+        out_dir=tmp_path / "run",
+        show_progress=False,
+    )
     with pytest.raises(FileExistsError, match="already holds a finished imitator"):
         fit(blur_pair, TINY_MODEL, TINY_FIT, out_dir=tmp_path / "run", show_progress=False)
-    again = fit(blur_pair, TINY_MODEL, TINY_FIT, out_dir=tmp_path / "run", resume=True,
-                show_progress=False)
+    again = fit(
+        blur_pair, TINY_MODEL, TINY_FIT, out_dir=tmp_path / "run", resume=True, show_progress=False
+    )
     assert again.metrics["steps"] == 5  # a finished run is returned as it is
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
@@ -134,15 +149,43 @@ def test_run_folder_rules(tmp_path, blur_pair):
 
 
 def fit_command(pair_dir, run, *extra):
-    return [sys.executable, "-m", "onepair.cli", "fit", str(pair_dir / "in.png"),
-            str(pair_dir / "out.png"), "-o", str(run), "--depth", "2", "--width", "8",
-            "--linear-kernel", "7", "--steps", "300", "--batch-size", "4", "--crop", "32",
-            "--checkpoint-every", "25", "--val-every", "25", "--threads", "1", "--quiet",
-            "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "onepair.cli",
+        "fit",
+        str(pair_dir / "in.png"),
+        str(pair_dir / "out.png"),
+        "-o",
+        str(run),
+        "--depth",
+        "2",
+        "--width",
+        "8",
+        "--linear-kernel",
+        "7",
+        "--steps",
+        "300",
+        "--batch-size",
+        "4",
+        "--crop",
+        "32",
+        "--checkpoint-every",
+        "25",
+        "--val-every",
+        "25",
+        "--threads",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_killed_fit_resumes_from_its_checkpoint_and_matches_an_uninterrupted_fit(
-        tmp_path, blur_pair):
+    tmp_path, blur_pair
+):
     from onepair.images import save_image
 
     save_image(tmp_path / "in.png", blur_pair.input, bit_depth=16)
@@ -165,15 +208,16 @@ def test_killed_fit_resumes_from_its_checkpoint_and_matches_an_uninterrupted_fit
         subprocess.run(fit_command(tmp_path, run), check=True, capture_output=True, text=True)
     assert "pass --resume to continue it" in info.value.stderr
 
-    resumed = subprocess.run(fit_command(tmp_path, run, "--resume"), capture_output=True,
-                             text=True)
+    resumed = subprocess.run(fit_command(tmp_path, run, "--resume"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming at step {step}" in resumed.stderr
     assert not checkpoint.exists()
 
     subprocess.run(fit_command(tmp_path, tmp_path / "whole"), check=True, capture_output=True)
-    a, b = load_file(str(run / "weights.safetensors")), load_file(str(tmp_path / "whole" /
-                                                                      "weights.safetensors"))
+    a, b = (
+        load_file(str(run / "weights.safetensors")),
+        load_file(str(tmp_path / "whole" / "weights.safetensors")),
+    )
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
@@ -194,14 +238,39 @@ def test_resume_with_other_settings_is_refused(tmp_path, blur_pair):
     imitator = Imitator.load(tmp_path / "run")
     (tmp_path / "run" / "weights.safetensors").unlink()
     optimizer = torch.optim.Adam(imitator.network.parameters())
-    checkpoint.save(tmp_path / "run", imitator.network, optimizer, torch.Generator(), TINY_MODEL,
-                    config, checkpoint.State(step=10))
+    checkpoint.save(
+        tmp_path / "run",
+        imitator.network,
+        optimizer,
+        torch.Generator(),
+        TINY_MODEL,
+        config,
+        checkpoint.State(step=10),
+    )
     with pytest.raises(ValueError, match=r"settings differ .*fit.lr"):
-        fit(blur_pair, TINY_MODEL, replace(config, lr=0.1), out_dir=tmp_path / "run",
-            resume=True, show_progress=False)
+        fit(
+            blur_pair,
+            TINY_MODEL,
+            replace(config, lr=0.1),
+            out_dir=tmp_path / "run",
+            resume=True,
+            show_progress=False,
+        )
     with pytest.raises(ValueError, match=r"model.width"):
-        fit(blur_pair, replace(TINY_MODEL, width=4), config, out_dir=tmp_path / "run",
-            resume=True, show_progress=False)
-    resumed = fit(blur_pair, TINY_MODEL, replace(config, steps=40), out_dir=tmp_path / "run",
-                  resume=True, show_progress=False)
+        fit(
+            blur_pair,
+            replace(TINY_MODEL, width=4),
+            config,
+            out_dir=tmp_path / "run",
+            resume=True,
+            show_progress=False,
+        )
+    resumed = fit(
+        blur_pair,
+        TINY_MODEL,
+        replace(config, steps=40),
+        out_dir=tmp_path / "run",
+        resume=True,
+        show_progress=False,
+    )
     assert resumed.metrics["steps"] == 40

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import tifffile
 
-from onepair.images import (ImageError, as_image, file_bit_depth, from_tensor, load_image,
-                            match_channels, save_image, to_tensor)
+from onepair.images import (
+    ImageError,
+    as_image,
+    file_bit_depth,
+    from_tensor,
+    load_image,
+    match_channels,
+    save_image,
+    to_tensor,
+)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])

@@ -12,8 +12,9 @@ from onepair.models.linear import LinearFilter
 
 def apply_kernel(image, kernel, bias, scale=1):
     weight = torch.from_numpy(kernel).float()
-    y = F.conv2d(to_tensor(image), weight, torch.from_numpy(bias).float(),
-                 padding=kernel.shape[-1] // 2)
+    y = F.conv2d(
+        to_tensor(image), weight, torch.from_numpy(bias).float(), padding=kernel.shape[-1] // 2
+    )
     return from_tensor(F.pixel_shuffle(y, scale) if scale > 1 else y)
 
 

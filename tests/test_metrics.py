@@ -27,15 +27,23 @@ def test_agrees_with_scikit_image(rng, shape):
     x = rng.random(shape).astype(np.float32)
     y = np.clip(x + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
     assert psnr(x, y) == pytest.approx(peak_signal_noise_ratio(x, y, data_range=1.0), abs=1e-4)
-    reference = structural_similarity(x, y, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-                                      use_sample_covariance=False, data_range=1.0)
+    reference = structural_similarity(
+        x,
+        y,
+        channel_axis=-1,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+    )
     assert ssim(x, y) == pytest.approx(reference, abs=1e-5)
 
 
 def test_more_noise_means_lower_scores(photo, rng):
     noise = rng.normal(0, 1, photo.shape).astype(np.float32)
-    scores = [(psnr(photo, photo + s * noise), ssim(photo, photo + s * noise))
-              for s in (0.01, 0.03, 0.1)]
+    scores = [
+        (psnr(photo, photo + s * noise), ssim(photo, photo + s * noise)) for s in (0.01, 0.03, 0.1)
+    ]
     assert scores[0][0] > scores[1][0] > scores[2][0]
     assert scores[0][1] > scores[1][1] > scores[2][1]
 

@@ -5,19 +5,31 @@ from __future__ import annotations
 import pytest
 import torch
 
-from onepair.models import (PlainCNN, PlainConfig, Skip, Span, UNet, UNetConfig, build,
-                            config_from_dict, config_to_dict)
+from onepair.models import (
+    PlainCNN,
+    PlainConfig,
+    Skip,
+    Span,
+    UNet,
+    UNetConfig,
+    build,
+    config_from_dict,
+    config_to_dict,
+)
 
 
-@pytest.mark.parametrize(("config", "size"), [
-    (PlainConfig(receptive_field=31, skip=Skip.NONE), 31),
-    (PlainConfig(receptive_field=21, kernel_size=5, skip=Skip.NONE), 21),
-    (UNetConfig(depth=1, convs_per_level=2, skip=Skip.NONE), 5),  # two 3x3 convs
-    (UNetConfig(depth=2, convs_per_level=2, skip=Skip.NONE), 19),  # worked by hand
-    (UNetConfig(depth=3, convs_per_level=2, skip=Skip.NONE), 47),
-    (UNetConfig(depth=3, convs_per_level=1, skip=Skip.NONE), 27),
-    (UNetConfig(depth=1, skip=Skip.LINEAR, linear_kernel=15), 15),  # the linear path dominates
-])
+@pytest.mark.parametrize(
+    ("config", "size"),
+    [
+        (PlainConfig(receptive_field=31, skip=Skip.NONE), 31),
+        (PlainConfig(receptive_field=21, kernel_size=5, skip=Skip.NONE), 21),
+        (UNetConfig(depth=1, convs_per_level=2, skip=Skip.NONE), 5),  # two 3x3 convs
+        (UNetConfig(depth=2, convs_per_level=2, skip=Skip.NONE), 19),  # worked by hand
+        (UNetConfig(depth=3, convs_per_level=2, skip=Skip.NONE), 47),
+        (UNetConfig(depth=3, convs_per_level=1, skip=Skip.NONE), 27),
+        (UNetConfig(depth=1, skip=Skip.LINEAR, linear_kernel=15), 15),  # the linear path dominates
+    ],
+)
 def test_receptive_field_hand_derived(config, size):
     assert build(config, 3, 3).receptive_field().size == size
 
@@ -50,14 +62,17 @@ def measured_dependencies(network, size, scale, positions):
     return lo, hi
 
 
-@pytest.mark.parametrize(("config", "scale"), [
-    (UNetConfig(depth=2, width=4, convs_per_level=2, skip=Skip.NONE), 1),
-    (UNetConfig(depth=3, width=4, skip=Skip.NONE), 1),
-    (UNetConfig(depth=3, width=4, kernel_size=5, convs_per_level=1, skip=Skip.NONE), 1),
-    (UNetConfig(depth=2, width=4, skip=Skip.NONE), 2),
-    (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 1),
-    (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 3),
-])
+@pytest.mark.parametrize(
+    ("config", "scale"),
+    [
+        (UNetConfig(depth=2, width=4, convs_per_level=2, skip=Skip.NONE), 1),
+        (UNetConfig(depth=3, width=4, skip=Skip.NONE), 1),
+        (UNetConfig(depth=3, width=4, kernel_size=5, convs_per_level=1, skip=Skip.NONE), 1),
+        (UNetConfig(depth=2, width=4, skip=Skip.NONE), 2),
+        (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 1),
+        (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 3),
+    ],
+)
 def test_impulse_response_lies_inside_computed_receptive_field(config, scale):
     network = build(config, 2, 1, scale)
     span = network.receptive_field()
@@ -69,8 +84,9 @@ def test_impulse_response_lies_inside_computed_receptive_field(config, scale):
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3])
-@pytest.mark.parametrize("config", [UNetConfig(depth=3, width=4), PlainConfig(receptive_field=7,
-                                                                              width=4)])
+@pytest.mark.parametrize(
+    "config", [UNetConfig(depth=3, width=4), PlainConfig(receptive_field=7, width=4)]
+)
 def test_any_size_channels_and_scale(config, scale):
     network = build(config, 1, 3, scale)
     assert network(torch.rand(2, 1, 37, 31)).shape == (2, 3, 37 * scale, 31 * scale)
@@ -97,14 +113,20 @@ def test_skip_paths_start_the_network_at_the_skip():
         build(UNetConfig(skip=Skip.IDENTITY), 1, 3)
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda: PlainConfig(receptive_field=30), "must be 1 \\+ n\\*2"),
-    (lambda: UNetConfig(depth=0), "UNetConfig.depth is 0"),
-    (lambda: UNetConfig(kernel_size=4), "expected odd"),
-    (lambda: UNetConfig(skip="sideways"), "'sideways' is not a valid Skip"),
-    (lambda: config_from_dict({"architecture": "resnet"}), "expected one of unet, plain"),
-    (lambda: config_from_dict({"architecture": "unet", "dept": 3}), "unknown fields \\['dept'\\]"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: PlainConfig(receptive_field=30), "must be 1 \\+ n\\*2"),
+        (lambda: UNetConfig(depth=0), "UNetConfig.depth is 0"),
+        (lambda: UNetConfig(kernel_size=4), "expected odd"),
+        (lambda: UNetConfig(skip="sideways"), "'sideways' is not a valid Skip"),
+        (lambda: config_from_dict({"architecture": "resnet"}), "expected one of unet, plain"),
+        (
+            lambda: config_from_dict({"architecture": "unet", "dept": 3}),
+            "unknown fields \\['dept'\\]",
+        ),
+    ],
+)
 def test_bad_configs_say_what_is_allowed(make, message):
     with pytest.raises(ValueError, match=message):
         make()

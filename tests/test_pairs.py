@@ -14,11 +14,14 @@ def test_scale_and_channels_are_inferred():
     assert Pair.of(np.zeros((10, 12, 3)), np.zeros((10, 12, 3))).scale == 1
 
 
-@pytest.mark.parametrize(("out_shape", "arrived"), [
-    ((510, 512, 3), "512x512x3 but output is 510x512x3"),
-    ((1024, 1536, 3), "output is 1024x1536x3"),
-    ((256, 256, 3), "output is 256x256x3"),
-])
+@pytest.mark.parametrize(
+    ("out_shape", "arrived"),
+    [
+        ((510, 512, 3), "512x512x3 but output is 510x512x3"),
+        ((1024, 1536, 3), "output is 1024x1536x3"),
+        ((256, 256, 3), "output is 256x256x3"),
+    ],
+)
 def test_size_mismatch_says_what_arrived(out_shape, arrived):
     with pytest.raises(ValueError, match=arrived) as info:
         Pair.of(np.zeros((512, 512, 3)), np.zeros(out_shape))

@@ -20,14 +20,15 @@ def test_every_built_in_model_runs_on_gray_and_rgb(photo):
         for image in (photo, photo[..., :1]):
             out = target(image)
             assert out.shape == image.shape and out.dtype == np.float32, name
-            assert 0.0 <= out.min() and out.max() <= 1.0, name
+            assert out.min() >= 0.0 and out.max() <= 1.0, name
 
 
 def test_gaussian_blur_is_linear(photo, rng):
     blur = load_target("gaussian-blur:sigma=2")
     other = rng.random(photo.shape).astype(np.float32)
-    np.testing.assert_allclose(blur(0.3 * photo + 0.5 * other),
-                               0.3 * blur(photo) + 0.5 * blur(other), atol=1e-5)
+    np.testing.assert_allclose(
+        blur(0.3 * photo + 0.5 * other), 0.3 * blur(photo) + 0.5 * blur(other), atol=1e-5
+    )
 
 
 def test_degradation_is_seeded_and_depends_on_the_image(photo):
@@ -53,16 +54,19 @@ def test_callables_are_targets(photo):
     np.testing.assert_allclose(target(photo), 1.0 - photo)
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("sharpen", "unknown target 'sharpen'.*known targets: identity, gaussian-blur"),
-    ("noise:sigma=25", "a degradation needs a model after it"),
-    ("blur|tv-denoise", "before '\\|' come degradations; known: noise"),
-    ("gaussian-blur:radius=2", "unknown parameter 'radius'.*accepted: sigma \\(default 2.0\\)"),
-    ("gaussian-blur:sigma", "malformed parameter 'sigma'.*expected key=value"),
-    ("gaussian-blur:sigma=big", "sigma='big'.*must be a number"),
-    ("noise:clip=3|identity", "clip=3.*must be true or false"),
-    ("", "expected a string like"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sharpen", "unknown target 'sharpen'.*known targets: identity, gaussian-blur"),
+        ("noise:sigma=25", "a degradation needs a model after it"),
+        ("blur|tv-denoise", "before '\\|' come degradations; known: noise"),
+        ("gaussian-blur:radius=2", "unknown parameter 'radius'.*accepted: sigma \\(default 2.0\\)"),
+        ("gaussian-blur:sigma", "malformed parameter 'sigma'.*expected key=value"),
+        ("gaussian-blur:sigma=big", "sigma='big'.*must be a number"),
+        ("noise:clip=3|identity", "clip=3.*must be true or false"),
+        ("", "expected a string like"),
+    ],
+)
 def test_bad_specs_list_what_is_accepted(spec, message):
     with pytest.raises(ValueError, match=message):
         load_target(spec)

@@ -26,14 +26,17 @@ def whole(network, image):
     with torch.no_grad():
         y = from_tensor(network(to_tensor(padded)))
     s = network.scale
-    return y[s * margin: y.shape[0] - s * margin, s * margin: y.shape[1] - s * margin]
+    return y[s * margin : y.shape[0] - s * margin, s * margin : y.shape[1] - s * margin]
 
 
-@pytest.mark.parametrize(("config", "cin", "cout", "scale"), [
-    (UNetConfig(depth=3, width=4, linear_kernel=7), 3, 3, 1),
-    (UNetConfig(depth=2, width=4, skip=Skip.NONE), 1, 3, 2),
-    (PlainConfig(receptive_field=11, width=4, batchnorm=True), 2, 2, 1),
-])
+@pytest.mark.parametrize(
+    ("config", "cin", "cout", "scale"),
+    [
+        (UNetConfig(depth=3, width=4, linear_kernel=7), 3, 3, 1),
+        (UNetConfig(depth=2, width=4, skip=Skip.NONE), 1, 3, 2),
+        (PlainConfig(receptive_field=11, width=4, batchnorm=True), 2, 2, 1),
+    ],
+)
 @pytest.mark.parametrize("size", [(37, 31), (101, 67)])
 @pytest.mark.parametrize("tile", [16, 40, 64])
 def test_tiled_equals_whole(config, cin, cout, scale, size, tile, rng):
@@ -42,15 +45,15 @@ def test_tiled_equals_whole(config, cin, cout, scale, size, tile, rng):
     tiled = apply_network(network, image, tile=tile)
     assert tiled.shape == (size[0] * scale, size[1] * scale, cout)
     np.testing.assert_allclose(tiled, whole(network, image), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(apply_network(network, image, tile=None), tiled, atol=1e-5,
-                               rtol=0)
+    np.testing.assert_allclose(apply_network(network, image, tile=None), tiled, atol=1e-5, rtol=0)
 
 
 def test_tiny_images_smaller_than_the_receptive_field():
     network = randomised(UNetConfig(depth=3, width=4), 1, 1, 1)
     image = np.random.default_rng(1).random((3, 5, 1)).astype(np.float32)
-    np.testing.assert_allclose(apply_network(network, image, tile=16), whole(network, image),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        apply_network(network, image, tile=16), whole(network, image), atol=1e-5
+    )
 
 
 def test_channel_mismatch_is_an_error():

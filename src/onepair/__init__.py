@@ -23,6 +23,22 @@ from onepair.presets import PRESETS, preset
 from onepair.samples import sample
 from onepair.targets import Target, load_target
 
-__all__ = ["PRESETS", "Evaluation", "FitConfig", "Imitator", "Pair", "PlainConfig", "Target",
-           "UNetConfig", "evaluate", "fit", "load_image", "load_target", "preset", "psnr",
-           "sample", "save_image", "ssim"]
+__all__ = [
+    "PRESETS",
+    "Evaluation",
+    "FitConfig",
+    "Imitator",
+    "Pair",
+    "PlainConfig",
+    "Target",
+    "UNetConfig",
+    "evaluate",
+    "fit",
+    "load_image",
+    "load_target",
+    "preset",
+    "psnr",
+    "sample",
+    "save_image",
+    "ssim",
+]

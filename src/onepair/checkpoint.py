@@ -54,8 +54,9 @@ def prepare_run_dir(out: Path, resume: bool) -> bool:
     finished = (out / "weights.safetensors").is_file() and (out / "config.json").is_file()
     interrupted = (out / NAME).is_file()
     if interrupted and not resume:
-        raise FileExistsError(f"{out} holds an interrupted fit; pass --resume to continue it "
-                              "or choose another folder")
+        raise FileExistsError(
+            f"{out} holds an interrupted fit; pass --resume to continue it or choose another folder"
+        )
     if finished and not interrupted:
         if resume:
             return True
@@ -82,8 +83,15 @@ def _settings(model: Any, config: Any) -> dict[str, Any]:
     return {"model": config_to_dict(model), "fit": fit}
 
 
-def save(out: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         generator: torch.Generator, model: Any, config: Any, state: State) -> None:
+def save(
+    out: Path,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    model: Any,
+    config: Any,
+    state: State,
+) -> None:
     """Write the checkpoint atomically."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     if state.best_weights is not None:
@@ -97,17 +105,28 @@ def save(out: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
         "format": FORMAT,
         "settings": _settings(model, config),
         "param_groups": opt["param_groups"],
-        "state": {"step": state.step, "elapsed": state.elapsed,
-                  "best_psnr": state.best_psnr if math.isfinite(state.best_psnr) else None,
-                  "best_step": state.best_step, "history": state.history, "floor": state.floor},
+        "state": {
+            "step": state.step,
+            "elapsed": state.elapsed,
+            "best_psnr": state.best_psnr if math.isfinite(state.best_psnr) else None,
+            "best_step": state.best_step,
+            "history": state.history,
+            "floor": state.floor,
+        },
     }
     tmp = out / f".{NAME}.tmp{os.getpid()}"
     save_file(tensors, str(tmp), metadata={"onepair": json.dumps(meta)})
     os.replace(tmp, out / NAME)
 
 
-def load(out: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         generator: torch.Generator, model: Any, config: Any) -> State | None:
+def load(
+    out: Path,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    model: Any,
+    config: Any,
+) -> State | None:
     """Restore a checkpoint into the given objects; ``None`` if there is none."""
     path = out / NAME
     if not path.is_file():
@@ -120,10 +139,16 @@ def load(out: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
         raise ValueError(f"{path} is not an onepair checkpoint (format {meta.get('format')!r})")
     now = _settings(model, config)
     if meta["settings"] != now:
-        diff = [f"{part}.{k}" for part in now for k in set(now[part]) | set(meta["settings"][part])
-                if now[part].get(k) != meta["settings"][part].get(k)]
-        raise ValueError(f"cannot resume {out}: settings differ from the interrupted fit in "
-                         f"{sorted(diff)}; use the same settings or a new folder")
+        diff = [
+            f"{part}.{k}"
+            for part in now
+            for k in set(now[part]) | set(meta["settings"][part])
+            if now[part].get(k) != meta["settings"][part].get(k)
+        ]
+        raise ValueError(
+            f"cannot resume {out}: settings differ from the interrupted fit in "
+            f"{sorted(diff)}; use the same settings or a new folder"
+        )
     tensors = load_file(str(path))
     device = next(network.parameters()).device
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -136,10 +161,15 @@ def load(out: Path, network: torch.nn.Module, optimizer: torch.optim.Optimizer,
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     generator.set_state(tensors["generator"])
     s = meta["state"]
-    return State(step=s["step"], elapsed=s["elapsed"],
-                 best_psnr=s["best_psnr"] if s["best_psnr"] is not None else -math.inf,
-                 best_step=s["best_step"], best_weights=best or None, history=s["history"],
-                 floor=s["floor"])
+    return State(
+        step=s["step"],
+        elapsed=s["elapsed"],
+        best_psnr=s["best_psnr"] if s["best_psnr"] is not None else -math.inf,
+        best_step=s["best_step"],
+        best_weights=best or None,
+        history=s["history"],
+        floor=s["floor"],
+    )
 
 
 def remove(out: Path) -> None:

@@ -6,15 +6,18 @@ import logging
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Imitate a black-box image-to-image model from one input/output example.")
-out = Console(soft_wrap=True)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Imitate a black-box image-to-image model from one input/output example.",
+)
+# Piped output gets a wide console: tables stay one line per row.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -33,28 +36,28 @@ def fit_command(
     output: Path = typer.Argument(..., help="the black box's output for it"),
     out_dir: Path = typer.Option(..., "-o", "--out", help="run folder to write"),
     preset: str = typer.Option("default", help="recipe: default | paper-prototype"),
-    architecture: Optional[str] = typer.Option(None, help="unet | plain (overrides the preset)"),
-    depth: Optional[int] = typer.Option(None, help="U-Net resolutions"),
-    width: Optional[int] = typer.Option(None, help="channels at full resolution"),
-    kernel_size: Optional[int] = typer.Option(None),
-    convs_per_level: Optional[int] = typer.Option(None, help="U-Net convolutions per level"),
-    receptive_field: Optional[int] = typer.Option(None, help="plain CNN receptive field (odd)"),
-    batchnorm: Optional[bool] = typer.Option(None, help="plain CNN batch norm"),
-    skip: Optional[str] = typer.Option(None, help="none | identity | linear"),
-    linear_kernel: Optional[int] = typer.Option(None, help="size of the linear path's filter"),
-    steps: Optional[int] = typer.Option(None, help="step budget"),
-    seconds: Optional[float] = typer.Option(None, help="wall-clock budget in seconds"),
-    batch_size: Optional[int] = typer.Option(None),
-    crop: Optional[int] = typer.Option(None, help="training crop side in input pixels"),
-    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
-    loss: Optional[str] = typer.Option(None, help="l2 | l1"),
-    holdout: Optional[float] = typer.Option(None, help="fraction of rows held out"),
-    val_every: Optional[int] = typer.Option(None),
-    patience: Optional[int] = typer.Option(None, help="validations without gain before stopping"),
-    checkpoint_every: Optional[int] = typer.Option(None, help="steps between checkpoints"),
-    seed: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    architecture: str | None = typer.Option(None, help="unet | plain (overrides the preset)"),
+    depth: int | None = typer.Option(None, help="U-Net resolutions"),
+    width: int | None = typer.Option(None, help="channels at full resolution"),
+    kernel_size: int | None = typer.Option(None),
+    convs_per_level: int | None = typer.Option(None, help="U-Net convolutions per level"),
+    receptive_field: int | None = typer.Option(None, help="plain CNN receptive field (odd)"),
+    batchnorm: bool | None = typer.Option(None, help="plain CNN batch norm"),
+    skip: str | None = typer.Option(None, help="none | identity | linear"),
+    linear_kernel: int | None = typer.Option(None, help="size of the linear path's filter"),
+    steps: int | None = typer.Option(None, help="step budget"),
+    seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
+    batch_size: int | None = typer.Option(None),
+    crop: int | None = typer.Option(None, help="training crop side in input pixels"),
+    lr: float | None = typer.Option(None, help="peak learning rate"),
+    loss: str | None = typer.Option(None, help="l2 | l1"),
+    holdout: float | None = typer.Option(None, help="fraction of rows held out"),
+    val_every: int | None = typer.Option(None),
+    patience: int | None = typer.Option(None, help="validations without gain before stopping"),
+    checkpoint_every: int | None = typer.Option(None, help="steps between checkpoints"),
+    seed: int | None = typer.Option(None),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
+    threads: int | None = typer.Option(None, help="torch CPU threads"),
     resume: bool = typer.Option(False, help="continue an interrupted fit in --out"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -71,25 +74,28 @@ def fit_command(
         model, config = get_preset(preset, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
-                _fail(f"architecture is {architecture!r}; expected one of "
-                      f"{', '.join(ARCHITECTURES)}")
+                _fail(
+                    f"architecture is {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+                )
             model = ARCHITECTURES[architecture][0]()
-        model = replace(model, **{f.name: given[f.name] for f in fields(model)
-                                  if f.name in given})
-        config = replace(config, **{f.name: given[f.name] for f in fields(config)
-                                    if f.name in given})
+        model = replace(model, **{f.name: given[f.name] for f in fields(model) if f.name in given})
+        config = replace(
+            config, **{f.name: given[f.name] for f in fields(config) if f.name in given}
+        )
         if seconds is not None and steps is None:
             config = replace(config, steps=10**9)
-        imitator = fit(pair, model, config, out_dir=out_dir, resume=resume,
-                       show_progress=not quiet)
+        imitator = fit(pair, model, config, out_dir=out_dir, resume=resume, show_progress=not quiet)
     except (ValueError, FileExistsError, PermissionError, FileNotFoundError) as error:
         _fail(str(error))
     m = imitator.metrics
-    out.print(f"imitator written to {out_dir}: {m['num_params']:,} parameters, receptive field "
-              f"{m['receptive_field']}x{m['receptive_field']}, {m['steps']} steps in "
-              f"{m['seconds']:.1f} s")
-    out.print(f"held-out strip PSNR {_db(m['val_psnr'])} dB (input itself: "
-              f"{_db(m['val_floor_psnr'])} dB)")
+    out.print(
+        f"imitator written to {out_dir}: {m['num_params']:,} parameters, receptive field "
+        f"{m['receptive_field']}x{m['receptive_field']}, {m['steps']} steps in "
+        f"{m['seconds']:.1f} s"
+    )
+    out.print(
+        f"held-out strip PSNR {_db(m['val_psnr'])} dB (input itself: {_db(m['val_floor_psnr'])} dB)"
+    )
 
 
 def _arch_name(model: object) -> str:
@@ -104,7 +110,7 @@ def apply_command(
     images: list[Path] = typer.Argument(..., help="images to process"),
     out_dir: Path = typer.Option(..., "-o", "--out", help="folder for the results"),
     tile: int = typer.Option(512, help="tile side in input pixels"),
-    bit_depth: Optional[int] = typer.Option(None, help="8 or 16; default: as the input file"),
+    bit_depth: int | None = typer.Option(None, help="8 or 16; default: as the input file"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Apply a fitted imitator to IMAGES; results keep their file names in --out."""
@@ -117,8 +123,10 @@ def apply_command(
             result = imitator.apply(load_image(path), tile=tile)
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
-            out.print(f"{path} -> {written} ({result.shape[0]}x{result.shape[1]}x"
-                      f"{result.shape[2]}, {depth}-bit)")
+            out.print(
+                f"{path} -> {written} ({result.shape[0]}x{result.shape[1]}x"
+                f"{result.shape[2]}, {depth}-bit)"
+            )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
 
@@ -128,8 +136,9 @@ def eval_command(
     run: Path = typer.Argument(..., help="run folder written by `onepair fit`"),
     target: str = typer.Option(..., help="the real model's spec, e.g. gaussian-blur:sigma=2"),
     images: list[str] = typer.Option(..., "--images", help="files or builtin:NAME, repeatable"),
-    out_dir: Optional[Path] = typer.Option(None, "-o", "--out",
-                                           help="folder for eval.json/csv (default RUN/eval)"),
+    out_dir: Path | None = typer.Option(
+        None, "-o", "--out", help="folder for eval.json/csv (default RUN/eval)"
+    ),
     seed: int = typer.Option(1, help="seed of the target's degradations"),
     tile: int = typer.Option(512),
 ) -> None:
@@ -146,12 +155,21 @@ def eval_command(
     for column in ("image", "PSNR dB", "SSIM", "input PSNR dB", "input SSIM"):
         table.add_column(column, justify="left" if column == "image" else "right")
     for r in evaluation.rows:
-        table.add_row(r.image, _db(r.psnr), f"{r.ssim:.4f}", _db(r.floor_psnr),
-                      "-" if r.floor_ssim is None else f"{r.floor_ssim:.4f}")
-    table.add_row("mean", _db(evaluation.mean("psnr")), f"{evaluation.mean('ssim'):.4f}",
-                  _db(evaluation.mean("floor_psnr")),
-                  "-" if evaluation.mean("floor_ssim") is None
-                  else f"{evaluation.mean('floor_ssim'):.4f}", style="bold")
+        table.add_row(
+            r.image,
+            _db(r.psnr),
+            f"{r.ssim:.4f}",
+            _db(r.floor_psnr),
+            "-" if r.floor_ssim is None else f"{r.floor_ssim:.4f}",
+        )
+    table.add_row(
+        "mean",
+        _db(evaluation.mean("psnr")),
+        f"{evaluation.mean('ssim'):.4f}",
+        _db(evaluation.mean("floor_psnr")),
+        "-" if evaluation.mean("floor_ssim") is None else f"{evaluation.mean('floor_ssim'):.4f}",
+        style="bold",
+    )
     out.print(table)
     json_path, csv_path = evaluation.write(out_dir or run / "eval")
     out.print(f"{evaluation.queries} target queries; written {json_path} and {csv_path}")
@@ -162,7 +180,7 @@ def query_command(
     target: str = typer.Argument(..., help="target spec, e.g. 'noise:sigma=25|tv-denoise'"),
     image: str = typer.Argument(..., help="clean image file or builtin:NAME"),
     out_dir: Path = typer.Option(..., "-o", "--out", help="folder for input.png and output.png"),
-    size: Optional[int] = typer.Option(None, help="central crop of a builtin image"),
+    size: int | None = typer.Option(None, help="central crop of a builtin image"),
     seed: int = typer.Option(0, help="seed of the target's degradations"),
 ) -> None:
     """Make an example pair: the target's input (after degradations) and its output."""
@@ -172,15 +190,17 @@ def query_command(
 
     try:
         spec = load_target(target)
-        clean = sample(image[len(PREFIX):], size) if image.startswith(PREFIX) else read(image)
+        clean = sample(image[len(PREFIX) :], size) if image.startswith(PREFIX) else read(image)
         x = spec.degrade(clean, seed)
         y = spec(x)
         save_image(out_dir / "input.png", x)
         save_image(out_dir / "output.png", y)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
-    out.print(f"wrote {out_dir / 'input.png'} and {out_dir / 'output.png'} "
-              f"({x.shape[0]}x{x.shape[1]} -> {y.shape[0]}x{y.shape[1]}x{y.shape[2]})")
+    out.print(
+        f"wrote {out_dir / 'input.png'} and {out_dir / 'output.png'} "
+        f"({x.shape[0]}x{x.shape[1]} -> {y.shape[0]}x{y.shape[1]}x{y.shape[2]})"
+    )
 
 
 @app.command("targets")
@@ -200,15 +220,17 @@ def targets_command() -> None:
 def demo_command(
     out_dir: Path = typer.Option(Path("demo-out"), "-o", "--out"),
     seconds: float = typer.Option(40.0, help="fit time per target"),
-    target: Optional[list[str]] = typer.Option(None, help="targets (default: the demo's four)"),
+    target: list[str] | None = typer.Option(None, help="targets (default: the demo's four)"),
     quiet: bool = typer.Option(False),
 ) -> None:
     """Imitate built-in targets from one built-in photograph; evaluate on the others."""
     from onepair.demo import EXAMPLE, HELD_OUT, TARGETS, run_demo
 
     targets = tuple(target) if target else TARGETS
-    out.print(f"example: builtin:{EXAMPLE}; held out: {', '.join(HELD_OUT)}; "
-              f"{seconds:.0f} s of fitting per target")
+    out.print(
+        f"example: builtin:{EXAMPLE}; held out: {', '.join(HELD_OUT)}; "
+        f"{seconds:.0f} s of fitting per target"
+    )
     try:
         rows = run_demo(out_dir, targets, seconds=seconds, show_progress=not quiet)
     except ValueError as error:
@@ -218,11 +240,19 @@ def demo_command(
     for column in ("PSNR dB", "SSIM", "input PSNR dB", "val PSNR dB", "fit s"):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(r["target"], f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}", f"{r['ssim']:.4f}",
-                      _db(r["floor_psnr"]), _db(r["val_psnr"]), f"{r['fit_seconds']:.0f}")
+        table.add_row(
+            r["target"],
+            f"{r['psnr']:.2f} ± {r['psnr_std']:.2f}",
+            f"{r['ssim']:.4f}",
+            _db(r["floor_psnr"]),
+            _db(r["val_psnr"]),
+            f"{r['fit_seconds']:.0f}",
+        )
     out.print(table)
-    out.print(f"written {out_dir}/results.json, results.csv and per-target folders with "
-              "input | target | imitation PNGs")
+    out.print(
+        f"written {out_dir}/results.json, results.csv and per-target folders with "
+        "input | target | imitation PNGs"
+    )
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ class CropSampler:
         if crop < 1 or crop > min(h, w):
             raise ValueError(
                 f"crop is {crop} but the training part of the example is {shape_str(pair.input)}; "
-                f"expected 1 <= crop <= {min(h, w)}")
+                f"expected 1 <= crop <= {min(h, w)}"
+            )
         self.crop, self.scale = crop, pair.scale
         self.x = to_tensor(pair.input, device)[0]  # (Cin, H, W)
         self.y = to_tensor(pair.output, device)[0]  # (Cout, sH, sW)
@@ -35,12 +36,19 @@ class CropSampler:
         rows = torch.randint(0, h - self.crop + 1, (batch,), generator=generator)
         cols = torch.randint(0, w - self.crop + 1, (batch,), generator=generator)
         rows, cols = rows.to(self.x.device), cols.to(self.x.device)
-        return (self._gather(self.x, rows, cols, self._offsets, 1),
-                self._gather(self.y, rows, cols, self._offsets_out, self.scale))
+        return (
+            self._gather(self.x, rows, cols, self._offsets, 1),
+            self._gather(self.y, rows, cols, self._offsets_out, self.scale),
+        )
 
     @staticmethod
-    def _gather(image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                offsets: torch.Tensor, scale: int) -> torch.Tensor:
+    def _gather(
+        image: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        offsets: torch.Tensor,
+        scale: int,
+    ) -> torch.Tensor:
         r = (rows * scale)[:, None] + offsets  # (B, crop)
         c = (cols * scale)[:, None] + offsets  # (B, crop)
         patches = image[:, r[:, :, None], c[:, None, :]]  # (C, B, crop, crop)

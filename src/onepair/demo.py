@@ -53,8 +53,14 @@ def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
-def run_demo(out: str | Path, targets: tuple[str, ...] = TARGETS, seconds: float = 40.0,
-             size: int = 256, seed: int = 0, show_progress: bool = True) -> list[dict]:
+def run_demo(
+    out: str | Path,
+    targets: tuple[str, ...] = TARGETS,
+    seconds: float = 40.0,
+    size: int = 256,
+    seed: int = 0,
+    show_progress: bool = True,
+) -> list[dict]:
     """Run the demo into ``out``; returns one summary row per target."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -71,23 +77,26 @@ def run_demo(out: str | Path, targets: tuple[str, ...] = TARGETS, seconds: float
         model, config = preset("default", pair.in_channels, pair.out_channels, pair.scale)
         config = replace(config, seconds=seconds, steps=10**9, seed=seed)
         imitator = fit(pair, model, config, out_dir=folder / "run", show_progress=show_progress)
-        evaluation = evaluate(imitator, target, list(held_out.values()), names=list(held_out),
-                              keep_outputs=True)
+        evaluation = evaluate(
+            imitator, target, list(held_out.values()), names=list(held_out), keep_outputs=True
+        )
         evaluation.write(folder)
         for name, (xi, yi, zi) in evaluation.outputs.items():
             save_image(folder / f"{name}_input_target_imitation.png", side_by_side(xi, yi, zi))
-        rows.append({
-            "target": spec,
-            "psnr": evaluation.mean("psnr"),
-            "psnr_std": evaluation.std("psnr"),
-            "ssim": evaluation.mean("ssim"),
-            "floor_psnr": evaluation.mean("floor_psnr"),
-            "val_psnr": imitator.metrics["val_psnr"],
-            "fit_seconds": imitator.metrics["seconds"],
-            "steps": imitator.metrics["steps"],
-            "example": f"builtin:{EXAMPLE} ({size}x{size})",
-            "held_out": ", ".join(f"builtin:{n}" for n in HELD_OUT),
-        })
+        rows.append(
+            {
+                "target": spec,
+                "psnr": evaluation.mean("psnr"),
+                "psnr_std": evaluation.std("psnr"),
+                "ssim": evaluation.mean("ssim"),
+                "floor_psnr": evaluation.mean("floor_psnr"),
+                "val_psnr": imitator.metrics["val_psnr"],
+                "fit_seconds": imitator.metrics["seconds"],
+                "steps": imitator.metrics["steps"],
+                "example": f"builtin:{EXAMPLE} ({size}x{size})",
+                "held_out": ", ".join(f"builtin:{n}" for n in HELD_OUT),
+            }
+        )
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

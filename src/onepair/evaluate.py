@@ -19,8 +19,8 @@ import numpy as np
 
 from onepair.images import as_image, match_channels
 from onepair.imitator import Imitator
-from onepair.pairs import baseline
 from onepair.metrics import psnr, ssim
+from onepair.pairs import baseline
 from onepair.samples import read
 from onepair.targets import SpecTarget, load_target
 
@@ -43,7 +43,8 @@ class Evaluation:
     queries: int = 0
     pixels: int = 0
     outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
 
     def mean(self, key: str) -> float | None:
         values = [getattr(r, key) for r in self.rows if getattr(r, key) is not None]
@@ -54,10 +55,14 @@ class Evaluation:
         return float(np.std(values)) if values else None
 
     def summary(self) -> dict[str, object]:
-        return {"target": self.target, "images": len(self.rows),
-                **{f"{k}_mean": self.mean(k) for k in ("psnr", "ssim", "floor_psnr", "floor_ssim")},
-                "psnr_std": self.std("psnr"), "target_queries": self.queries,
-                "target_pixels": self.pixels}
+        return {
+            "target": self.target,
+            "images": len(self.rows),
+            **{f"{k}_mean": self.mean(k) for k in ("psnr", "ssim", "floor_psnr", "floor_ssim")},
+            "psnr_std": self.std("psnr"),
+            "target_queries": self.queries,
+            "target_pixels": self.pixels,
+        }
 
     def write(self, folder: str | Path, stem: str = "eval") -> tuple[Path, Path]:
         """``stem.json`` (summary and rows) and ``stem.csv`` (rows) in ``folder``."""
@@ -65,8 +70,10 @@ class Evaluation:
         folder.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
         rows = [asdict(r) for r in self.rows]
-        json_path.write_text(json.dumps({"summary": self.summary(), "rows": rows},
-                                        indent=2, default=_json_number) + "\n")
+        json_path.write_text(
+            json.dumps({"summary": self.summary(), "rows": rows}, indent=2, default=_json_number)
+            + "\n"
+        )
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["image"])
             writer.writeheader()
@@ -80,9 +87,15 @@ def _json_number(value: object) -> object:
     raise TypeError(f"cannot serialise {value!r}")
 
 
-def evaluate(imitator: Imitator, target: str | SpecTarget,
-             images: Sequence[str | np.ndarray], names: Sequence[str] | None = None,
-             seed: int = 1, tile: int | None = 512, keep_outputs: bool = False) -> Evaluation:
+def evaluate(
+    imitator: Imitator,
+    target: str | SpecTarget,
+    images: Sequence[str | np.ndarray],
+    names: Sequence[str] | None = None,
+    seed: int = 1,
+    tile: int | None = 512,
+    keep_outputs: bool = False,
+) -> Evaluation:
     """PSNR/SSIM of ``imitator`` vs ``target`` on ``images`` (paths, ``builtin:NAME`` or arrays).
 
     Gray images are repeated to the imitator's channels and colour ones
@@ -101,15 +114,22 @@ def evaluate(imitator: Imitator, target: str | SpecTarget,
         x = target.degrade(clean, seed)
         y = target(x)
         if y.shape[2] != imitator.out_channels or y.shape[0] != x.shape[0] * imitator.scale:
-            raise ValueError(f"target output for {name} is {y.shape}, imitator gives "
-                             f"{imitator.scale}x size with {imitator.out_channels} channels: "
-                             "was the imitator fitted on this target?")
+            raise ValueError(
+                f"target output for {name} is {y.shape}, imitator gives "
+                f"{imitator.scale}x size with {imitator.out_channels} channels: "
+                "was the imitator fitted on this target?"
+            )
         z = imitator.apply(x, tile=tile)
         base = baseline(x, y)
-        evaluation.rows.append(Row(
-            str(name), psnr(z, y), ssim(z, y),
-            psnr(base, y) if base is not None else None,
-            ssim(base, y) if base is not None else None))
+        evaluation.rows.append(
+            Row(
+                str(name),
+                psnr(z, y),
+                ssim(z, y),
+                psnr(base, y) if base is not None else None,
+                ssim(base, y) if base is not None else None,
+            )
+        )
         if keep_outputs:
             evaluation.outputs[str(name)] = (x, y, z)
     evaluation.queries = target.queries - queries0

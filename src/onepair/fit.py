@@ -32,7 +32,6 @@ from onepair.pairs import Pair, baseline, check_size
 from onepair.progress import FitProgress
 from onepair.tiling import apply_network
 
-
 log = logging.getLogger("onepair")
 
 
@@ -99,9 +98,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def fit(pair: Pair, model: ModelConfig | None = None, config: FitConfig | None = None,
-        out_dir: str | Path | None = None, resume: bool = False,
-        show_progress: bool = True) -> Imitator:
+def fit(
+    pair: Pair,
+    model: ModelConfig | None = None,
+    config: FitConfig | None = None,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Imitator:
     """Train an imitator on ``pair``; write the run folder to ``out_dir`` if given.
 
     With ``resume=True`` and a checkpoint in ``out_dir``, training continues
@@ -130,8 +134,9 @@ def fit(pair: Pair, model: ModelConfig | None = None, config: FitConfig | None =
     # the body learns what the (fixed) skip path leaves: crops of target - skip(input)
     x_train = to_tensor(train.input, device)
     remainder = to_tensor(train.output, device) - network.skip_image(x_train)
-    sampler = CropSampler(Pair(train.input, from_tensor(remainder), train.scale), config.crop,
-                          device)
+    sampler = CropSampler(
+        Pair(train.input, from_tensor(remainder), train.scale), config.crop, device
+    )
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     validate = _Validator(pair, strip, span.margin) if strip.stop > strip.start else None
@@ -227,11 +232,11 @@ class _Validator:
     def __init__(self, pair: Pair, strip: slice, margin: int):
         self.top = max(strip.start - margin, 0)
         self.skip = (strip.start - self.top) * pair.scale
-        self.window = pair.input[self.top: strip.stop]
-        self.truth = pair.output[strip.start * pair.scale: strip.stop * pair.scale]
+        self.window = pair.input[self.top : strip.stop]
+        self.truth = pair.output[strip.start * pair.scale : strip.stop * pair.scale]
         floor_image = baseline(pair.input[strip], self.truth)
         self.floor = psnr(floor_image, self.truth) if floor_image is not None else None
 
     def __call__(self, network: torch.nn.Module, device: torch.device) -> float:
         prediction = apply_network(network, self.window, tile=None, device=device)
-        return psnr(np.clip(prediction[self.skip:], 0.0, 1.0), self.truth)
+        return psnr(np.clip(prediction[self.skip :], 0.0, 1.0), self.truth)

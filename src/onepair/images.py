@@ -50,9 +50,7 @@ def as_image(array: np.ndarray, name: str = "image") -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3:
-        raise ImageError(
-            f"{name} has shape {array.shape}; expected (H, W) or (H, W, C)"
-        )
+        raise ImageError(f"{name} has shape {array.shape}; expected (H, W) or (H, W, C)")
     if array.shape[0] == 0 or array.shape[1] == 0 or array.shape[2] == 0:
         raise ImageError(f"{name} is empty: shape {array.shape}")
     if array.shape[2] > 64:
@@ -225,8 +223,12 @@ def _write(path: Path, image: np.ndarray, suffix: str, bit_depth: int) -> None:
 
         data = image if bit_depth == 32 else quantize(image, bit_depth)
         photometric = "rgb" if image.shape[2] == 3 else "minisblack"
-        tifffile.imwrite(path, data[:, :, 0] if image.shape[2] == 1 else data,
-                         photometric=photometric, planarconfig="contig")
+        tifffile.imwrite(
+            path,
+            data[:, :, 0] if image.shape[2] == 1 else data,
+            photometric=photometric,
+            planarconfig="contig",
+        )
         return
     if suffix in JPEG_SUFFIXES or bit_depth == 8:
         from PIL import Image

@@ -55,10 +55,14 @@ class Imitator:
     >>> restored = imitator.apply(load_image("x.png"))  # doctest: +SKIP
     """
 
-    def __init__(self, network: Network, model: ModelConfig | None = None,
-                 fit: dict[str, Any] | None = None,
-                 metrics: dict[str, Any] | None = None,
-                 history: list[dict[str, float]] | None = None):
+    def __init__(
+        self,
+        network: Network,
+        model: ModelConfig | None = None,
+        fit: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        history: list[dict[str, float]] | None = None,
+    ):
         self.network = network.eval()
         self.model = model if model is not None else network.config
         self.fit = dict(fit or {})
@@ -95,8 +99,10 @@ class Imitator:
         """
         image = as_image(image)
         if image.shape[2] != self.in_channels:
-            raise ValueError(f"image is {'x'.join(map(str, image.shape))} but this imitator "
-                             f"takes {self.in_channels}-channel input")
+            raise ValueError(
+                f"image is {'x'.join(map(str, image.shape))} but this imitator "
+                f"takes {self.in_channels}-channel input"
+            )
         out = apply_network(self.network, image, tile=tile, device=self.device)
         return np.clip(out, 0.0, 1.0) if clip else out
 
@@ -137,15 +143,18 @@ class Imitator:
         try:
             config = json.loads((folder / "config.json").read_text())
             model = config_from_dict(config["model"])
-            network = build(model, int(config["in_channels"]), int(config["out_channels"]),
-                            int(config["scale"]))
+            network = build(
+                model, int(config["in_channels"]), int(config["out_channels"]), int(config["scale"])
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"{folder / 'config.json'} is invalid: {error}") from error
         state = load_file(str(folder / "weights.safetensors"))
         missing, unexpected = network.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{folder / 'weights.safetensors'} does not match config.json: "
-                             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+            raise ValueError(
+                f"{folder / 'weights.safetensors'} does not match config.json: "
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
         metrics_path = folder / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         history = _read_csv(folder / "history.csv")
@@ -179,5 +188,7 @@ def _read_csv(path: Path) -> list[dict[str, float]]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(f)]
+        return [
+            {k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in csv.DictReader(f)
+        ]

@@ -114,8 +114,9 @@ def baseline(input: np.ndarray, output: np.ndarray) -> np.ndarray | None:
     if scale > 1:
         from skimage.transform import resize
 
-        input = resize(input, output.shape[:2] + input.shape[2:], order=3,
-                       mode="reflect", anti_aliasing=False).astype(np.float32)
+        input = resize(
+            input, output.shape[:2] + input.shape[2:], order=3, mode="reflect", anti_aliasing=False
+        ).astype(np.float32)
     if input.shape[2] != output.shape[2]:
         if input.shape[2] != 1:
             return None

@@ -17,15 +17,17 @@ from onepair.models import ModelConfig, PlainConfig, Skip, UNetConfig
 PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     "default": (UNetConfig(), FitConfig()),
     "paper-prototype": (
-        PlainConfig(receptive_field=35, width=64, kernel_size=3, batchnorm=True,
-                    skip=Skip.IDENTITY),
+        PlainConfig(
+            receptive_field=35, width=64, kernel_size=3, batchnorm=True, skip=Skip.IDENTITY
+        ),
         FitConfig(lr=1e-3, schedule=Schedule.MULTISTEP, crop=70, batch_size=16, warmup=0.0),
     ),
 }
 
 
-def preset(name: str, in_channels: int, out_channels: int, scale: int) -> tuple[ModelConfig,
-                                                                                 FitConfig]:
+def preset(
+    name: str, in_channels: int, out_channels: int, scale: int
+) -> tuple[ModelConfig, FitConfig]:
     """The recipe ``name`` adapted to a pair: an identity skip becomes none when
     channels or size change."""
     if name not in PRESETS:

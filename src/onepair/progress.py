@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class FitProgress:
@@ -16,10 +23,17 @@ class FitProgress:
     def __init__(self, enabled: bool, config: Any, label: str = "fit"):
         self.enabled = enabled
         self.progress = Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-            disable=not enabled)
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True, width=None if sys.stderr.isatty() else 120),
+            transient=False,
+            disable=not enabled,
+        )
         self.task = self.progress.add_task(label, total=1000, info="")
 
     def __enter__(self) -> FitProgress:

@@ -43,7 +43,7 @@ def sample(name: str, size: int | None = None) -> np.ndarray:
         if size > min(h, w):
             raise ValueError(f"builtin:{name} is {h}x{w}; cannot crop {size}x{size}")
         top, left = (h - size) // 2, (w - size) // 2
-        image = image[top: top + size, left: left + size]
+        image = image[top : top + size, left : left + size]
     return np.ascontiguousarray(image)
 
 
@@ -52,5 +52,5 @@ def read(source: str) -> np.ndarray:
     from onepair.images import load_image
 
     if str(source).startswith(PREFIX):
-        return sample(str(source)[len(PREFIX):])
+        return sample(str(source)[len(PREFIX) :])
     return load_image(source)

@@ -22,8 +22,9 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 @torch.inference_mode()
-def apply_network(network: Network, image: np.ndarray, tile: int | None = 512,
-                  device: torch.device | str = "cpu") -> np.ndarray:
+def apply_network(
+    network: Network, image: np.ndarray, tile: int | None = 512, device: torch.device | str = "cpu"
+) -> np.ndarray:
     """Run ``network`` on an (H, W, Cin) image; returns (s*H, s*W, Cout), not clipped.
 
     ``tile`` is the side of the square input tiles (rounded up so that each
@@ -32,14 +33,18 @@ def apply_network(network: Network, image: np.ndarray, tile: int | None = 512,
     """
     image = as_image(image)
     if image.shape[2] != network.in_channels:
-        raise ValueError(f"image has {image.shape[2]} channels; this imitator expects "
-                         f"{network.in_channels}")
+        raise ValueError(
+            f"image has {image.shape[2]} channels; this imitator expects {network.in_channels}"
+        )
     h, w, _ = image.shape
     s, mult = network.scale, network.multiple
     margin = network.receptive_field().margin
     overlap = _round_up(margin, mult)
-    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect") \
-        if margin else image
+    padded = (
+        np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+        if margin
+        else image
+    )
     ph, pw = padded.shape[:2]
     if tile is None:
         size_h, size_w = ph, pw
@@ -56,10 +61,13 @@ def apply_network(network: Network, image: np.ndarray, tile: int | None = 512,
             keep_right = margin + w if right == pw else right - overlap
             x = to_tensor(padded[top:bottom, left:right], device)
             y = from_tensor(network(x))  # (s*th, s*tw, Cout)
-            out[s * (keep_top - margin): s * (keep_bottom - margin),
-                s * (keep_left - margin): s * (keep_right - margin)] = y[
-                s * (keep_top - top): s * (keep_bottom - top),
-                s * (keep_left - left): s * (keep_right - left)]
+            out[
+                s * (keep_top - margin) : s * (keep_bottom - margin),
+                s * (keep_left - margin) : s * (keep_right - margin),
+            ] = y[
+                s * (keep_top - top) : s * (keep_bottom - top),
+                s * (keep_left - left) : s * (keep_right - left),
+            ]
     return out
 
 

@@ -39,7 +39,7 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Inverse of :func:`config_to_dict`; unknown names and fields are errors that list the valid ones."""
+    """Inverse of :func:`config_to_dict`; unknown names and fields list the valid ones."""
     data = dict(data)
     name = data.pop("architecture", None)
     if name not in ARCHITECTURES:
@@ -52,5 +52,17 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     return config_type(**data)
 
 
-__all__ = ["ARCHITECTURES", "ModelConfig", "Network", "PlainCNN", "PlainConfig", "Skip",
-           "Span", "UNet", "UNetConfig", "build", "config_from_dict", "config_to_dict"]
+__all__ = [
+    "ARCHITECTURES",
+    "ModelConfig",
+    "Network",
+    "PlainCNN",
+    "PlainConfig",
+    "Skip",
+    "Span",
+    "UNet",
+    "UNetConfig",
+    "build",
+    "config_from_dict",
+    "config_to_dict",
+]

@@ -38,8 +38,14 @@ class LinearFilter(nn.Module):
         return F.pixel_shuffle(y, self.scale) if self.scale > 1 else y
 
     @torch.no_grad()
-    def solve(self, x: np.ndarray, y: np.ndarray, ridge: float = 1e-6,
-              max_rows: int = 200_000, seed: int = 0) -> None:
+    def solve(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        ridge: float = 1e-6,
+        max_rows: int = 200_000,
+        seed: int = 0,
+    ) -> None:
         """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
 
         ``x`` (H, W, Cin) and ``y`` (s*H, s*W, Cout) in the image convention.

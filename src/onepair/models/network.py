@@ -30,7 +30,7 @@ class Skip(str, Enum):
 
 
 class Network(nn.Module):
-    """Base of the imitators: subclasses build layers, define :meth:`features`, call :meth:`finish`."""
+    """Base of the imitators: subclasses build layers, define ``features``, call ``finish``."""
 
     in_channels: int
     out_channels: int
@@ -93,7 +93,7 @@ class Network(nn.Module):
         if padded is x:
             return y
         s = self.scale
-        return y[..., s * r: y.shape[-2] - s * r, s * r: y.shape[-1] - s * r]
+        return y[..., s * r : y.shape[-2] - s * r, s * r : y.shape[-1] - s * r]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -37,7 +37,8 @@ class PlainConfig:
         if r < k or (r - 1) % (k - 1):
             raise ValueError(
                 f"PlainConfig.receptive_field is {r}; with kernel_size {k} it must be "
-                f"1 + n*{k - 1} for n >= 1 layers (e.g. {k}, {2 * k - 1}, {3 * k - 2})")
+                f"1 + n*{k - 1} for n >= 1 layers (e.g. {k}, {2 * k - 1}, {3 * k - 2})"
+            )
         if self.width < 1:
             raise ValueError(f"PlainConfig.width is {self.width}; expected >= 1")
 
@@ -53,17 +54,29 @@ class PlainCNN(Network):
     31
     """
 
-    def __init__(self, config: PlainConfig, in_channels: int = 3, out_channels: int = 3,
-                 scale: int = 1):
+    def __init__(
+        self, config: PlainConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
+    ):
         super().__init__()
         self.config, self.in_channels, self.out_channels, self.scale = (
-            config, in_channels, out_channels, scale)
+            config,
+            in_channels,
+            out_channels,
+            scale,
+        )
         k, c = config.kernel_size, config.width
         layers: list[nn.Module] = []
         span = Span()
         for i in range(config.depth):
-            layers.append(nn.Conv2d(in_channels if i == 0 else c, c, k, padding=k // 2,
-                                    bias=not (config.batchnorm and i > 0)))
+            layers.append(
+                nn.Conv2d(
+                    in_channels if i == 0 else c,
+                    c,
+                    k,
+                    padding=k // 2,
+                    bias=not (config.batchnorm and i > 0),
+                )
+            )
             if config.batchnorm and i > 0:
                 layers.append(nn.BatchNorm2d(c))
             layers.append(nn.ReLU(inplace=True))

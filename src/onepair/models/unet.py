@@ -40,8 +40,10 @@ class UNetConfig:
 def _block(c_in: int, c_out: int, kernel: int, n: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
-        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel, padding=kernel // 2),
-                   nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel, padding=kernel // 2),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 
@@ -53,19 +55,27 @@ class UNet(Network):
     torch.Size([1, 3, 37, 31])
     """
 
-    def __init__(self, config: UNetConfig, in_channels: int = 3, out_channels: int = 3,
-                 scale: int = 1):
+    def __init__(
+        self, config: UNetConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
+    ):
         super().__init__()
         self.config, self.in_channels, self.out_channels, self.scale = (
-            config, in_channels, out_channels, scale)
+            config,
+            in_channels,
+            out_channels,
+            scale,
+        )
         c, k, n, d = config.width, config.kernel_size, config.convs_per_level, config.depth
         chans = [c * 2**i for i in range(d)]
         self.enc = nn.ModuleList(
-            _block(in_channels if i == 0 else chans[i], chans[i], k, n) for i in range(d))
-        self.down = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 2, stride=2)
-                                  for i in range(d - 1))
-        self.up = nn.ModuleList(nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2)
-                                for i in range(d - 1))
+            _block(in_channels if i == 0 else chans[i], chans[i], k, n) for i in range(d)
+        )
+        self.down = nn.ModuleList(
+            nn.Conv2d(chans[i], chans[i + 1], 2, stride=2) for i in range(d - 1)
+        )
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(d - 1)
+        )
         self.dec = nn.ModuleList(_block(2 * chans[i], chans[i], k, n) for i in range(d - 1))
         self.multiple = 2 ** (d - 1)
         self.body_span = self._span()

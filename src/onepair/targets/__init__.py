@@ -58,7 +58,8 @@ class SpecTarget:
     spec: str
     model: Callable[[np.ndarray], np.ndarray]
     degradations: list[Callable[[np.ndarray, np.random.Generator], np.ndarray]] = field(
-        default_factory=list)
+        default_factory=list
+    )
     queries: int = 0
     pixels: int = 0
 
@@ -96,18 +97,23 @@ def load_target(spec: str | Callable[[np.ndarray], np.ndarray]) -> SpecTarget:
         if name not in DEGRADATIONS:
             raise ValueError(
                 f"{part!r} in target spec {spec!r}: before '|' come degradations; "
-                f"known: {', '.join(DEGRADATIONS)}")
+                f"known: {', '.join(DEGRADATIONS)}"
+            )
         function = DEGRADATIONS[name][0]
         _check_params(function, params, part, skip=2)
         steps.append(_bind(function, params))
     name, params = _parse(parts[-1])
     if name not in MODELS:
-        hint = " (a degradation needs a model after it: 'noise:sigma=25|tv-denoise')" \
-            if name in DEGRADATIONS else ""
+        hint = (
+            " (a degradation needs a model after it: 'noise:sigma=25|tv-denoise')"
+            if name in DEGRADATIONS
+            else ""
+        )
         raise ValueError(
             f"unknown target {name!r} in spec {spec!r}{hint}; known targets: "
             f"{', '.join(MODELS)}; degradations to put in front with '|': "
-            f"{', '.join(DEGRADATIONS)}")
+            f"{', '.join(DEGRADATIONS)}"
+        )
     function = MODELS[name][0]
     _check_params(function, params, parts[-1], skip=1)
     return SpecTarget(spec, _bind(function, params), steps)
@@ -150,16 +156,20 @@ def _parameters(function: Callable[..., Any], skip: int) -> dict[str, Any]:
     return {p.name: p.default for p in items}
 
 
-def _check_params(function: Callable[..., Any], params: dict[str, Any], part: str,
-                  skip: int) -> None:
+def _check_params(
+    function: Callable[..., Any], params: dict[str, Any], part: str, skip: int
+) -> None:
     accepted = _parameters(function, skip)
     for key, value in params.items():
         if key not in accepted:
             listed = ", ".join(f"{k} (default {v})" for k, v in accepted.items()) or "none"
             raise ValueError(f"unknown parameter {key!r} in {part!r}; accepted: {listed}")
         default = accepted[key]
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
+        if (
+            isinstance(default, (int, float))
+            and not isinstance(default, bool)
+            and (isinstance(value, bool) or not isinstance(value, (int, float)))
+        ):
             raise ValueError(f"parameter {key}={value!r} in {part!r} must be a number")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ValueError(f"parameter {key}={value!r} in {part!r} must be true or false")

@@ -32,8 +32,11 @@ def gaussian_blur(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
     """Gaussian blur with standard deviation ``sigma`` pixels, reflect borders (linear)."""
     from skimage.filters import gaussian
 
-    return _restore(gaussian(image, sigma=sigma, channel_axis=-1, mode="reflect",
-                             preserve_range=True, truncate=4.0))
+    return _restore(
+        gaussian(
+            image, sigma=sigma, channel_axis=-1, mode="reflect", preserve_range=True, truncate=4.0
+        )
+    )
 
 
 def unsharp(image: np.ndarray, radius: float = 2.0, amount: float = 1.0) -> np.ndarray:
@@ -48,17 +51,28 @@ def tv_denoise(image: np.ndarray, weight: float = 0.1) -> np.ndarray:
     """Total-variation denoising (Chambolle), jointly over channels."""
     from skimage.restoration import denoise_tv_chambolle
 
-    return _restore(denoise_tv_chambolle(_squeeze(image).astype(np.float64), weight=weight,
-                                         channel_axis=_channels(image)))
+    return _restore(
+        denoise_tv_chambolle(
+            _squeeze(image).astype(np.float64), weight=weight, channel_axis=_channels(image)
+        )
+    )
 
 
-def bilateral(image: np.ndarray, sigma_color: float = 0.1, sigma_spatial: float = 2.0) -> np.ndarray:
-    """Bilateral filter: edge-preserving smoothing (range ``sigma_color``, space ``sigma_spatial``)."""
+def bilateral(
+    image: np.ndarray, sigma_color: float = 0.1, sigma_spatial: float = 2.0
+) -> np.ndarray:
+    """Bilateral edge-preserving smoothing (range ``sigma_color``, space ``sigma_spatial``)."""
     from skimage.restoration import denoise_bilateral
 
-    return _restore(denoise_bilateral(_squeeze(image).astype(np.float64), sigma_color=sigma_color,
-                                      sigma_spatial=sigma_spatial, channel_axis=_channels(image),
-                                      mode="reflect"))
+    return _restore(
+        denoise_bilateral(
+            _squeeze(image).astype(np.float64),
+            sigma_color=sigma_color,
+            sigma_spatial=sigma_spatial,
+            channel_axis=_channels(image),
+            mode="reflect",
+        )
+    )
 
 
 def median(image: np.ndarray, size: int = 3) -> np.ndarray:
@@ -68,11 +82,19 @@ def median(image: np.ndarray, size: int = 3) -> np.ndarray:
     return _restore(median_filter(image, size=(int(size), int(size), 1), mode="reflect"))
 
 
-def nl_means(image: np.ndarray, h: float = 0.08, patch_size: int = 5,
-             patch_distance: int = 6) -> np.ndarray:
+def nl_means(
+    image: np.ndarray, h: float = 0.08, patch_size: int = 5, patch_distance: int = 6
+) -> np.ndarray:
     """Non-local means denoising (fast mode), jointly over channels."""
     from skimage.restoration import denoise_nl_means
 
-    return _restore(denoise_nl_means(_squeeze(image), h=h, patch_size=int(patch_size),
-                                     patch_distance=int(patch_distance), fast_mode=True,
-                                     channel_axis=_channels(image)))
+    return _restore(
+        denoise_nl_means(
+            _squeeze(image),
+            h=h,
+            patch_size=int(patch_size),
+            patch_distance=int(patch_distance),
+            fast_mode=True,
+            channel_axis=_channels(image),
+        )
+    )
