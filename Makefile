@@ -1,6 +1,6 @@
 # Quick start: `make demo` and `make test`. Both create .venv when missing.
 # TORCH picks the PyTorch build installed before the project; override it to get another one,
-# e.g. `make TORCH="torch --index-url https://download.pytorch.org/whl/cu126" test`.
+# e.g. `make TORCH="torch --index-url URL" test` with PyTorch's CPU or CUDA wheel index as URL.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
 VENV := .venv

@@ -60,3 +60,12 @@ def test_channel_mismatch_is_an_error():
     network = randomised(UNetConfig(depth=2, width=4), 3, 3, 1)
     with pytest.raises(ValueError, match="image has 1 channels; this imitator expects 3"):
         apply_network(network, np.zeros((8, 8, 1), np.float32))
+
+
+def test_progress_is_reported_once_per_tile():
+    network = randomised(UNetConfig(depth=2, width=4), 1, 1, 1)
+    calls = []
+    image = np.zeros((100, 60, 1), np.float32)
+    apply_network(network, image, tile=32, on_tile=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert calls == [(i + 1, total) for i in range(total)] and total > 4

@@ -112,15 +112,18 @@ def apply_command(
     tile: int = typer.Option(512, help="tile side in input pixels"),
     bit_depth: int | None = typer.Option(None, help="8 or 16; default: as the input file"),
     device: str = typer.Option("auto"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Apply a fitted imitator to IMAGES; results keep their file names in --out."""
     from onepair.images import file_bit_depth, load_image, save_image
     from onepair.imitator import Imitator
+    from onepair.progress import counted
 
     try:
         imitator = Imitator.load(run, device=device)
         for path in images:
-            result = imitator.apply(load_image(path), tile=tile)
+            with counted(f"{path.name} tiles", enabled=not quiet) as update:
+                result = imitator.apply(load_image(path), tile=tile, on_tile=update)
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
             out.print(

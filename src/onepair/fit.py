@@ -154,7 +154,7 @@ def fit(
     t0 = start - state.elapsed
     with FitProgress(show_progress, config) as bar:
         network.train()
-        window: list[float] = []
+        window: list[torch.Tensor] = []  # losses stay on the device until logged
         while state.step < config.steps:
             elapsed = time.perf_counter() - t0
             progress = _progress(state.step, elapsed, config)
@@ -169,10 +169,13 @@ def fit(
             loss.backward()
             optimizer.step()
             state.step += 1
-            window.append(loss.item())
+            window.append(loss.detach())
             row: dict[str, float] = {}
             if state.step % config.log_every == 0:
-                row = {"loss": float(np.mean(window)), "lr": optimizer.param_groups[0]["lr"]}
+                row = {
+                    "loss": torch.stack(window).mean().item(),
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
                 window = []
             if validate is not None and state.step % config.val_every == 0:
                 network.eval()

@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
@@ -91,11 +92,18 @@ class Imitator:
         self.network.to(resolve_device(str(device)))
         return self
 
-    def apply(self, image: np.ndarray, tile: int | None = 512, clip: bool = True) -> np.ndarray:
+    def apply(
+        self,
+        image: np.ndarray,
+        tile: int | None = 512,
+        clip: bool = True,
+        on_tile: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Imitate the black box on ``image`` (H, W, Cin) -> (s*H, s*W, Cout).
 
         Tiled with ``tile x tile`` input tiles (``None``: whole image); the
         result equals a whole-image pass. Clipped to [0, 1] unless ``clip=False``.
+        ``on_tile(done, total)`` reports progress after each tile.
         """
         image = as_image(image)
         if image.shape[2] != self.in_channels:
@@ -103,7 +111,7 @@ class Imitator:
                 f"image is {'x'.join(map(str, image.shape))} but this imitator "
                 f"takes {self.in_channels}-channel input"
             )
-        out = apply_network(self.network, image, tile=tile, device=self.device)
+        out = apply_network(self.network, image, tile=tile, device=self.device, on_tile=on_tile)
         return np.clip(out, 0.0, 1.0) if clip else out
 
     __call__ = apply

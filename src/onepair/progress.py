@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
@@ -30,7 +33,7 @@ class FitProgress:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            console=Console(stderr=True, width=None if sys.stderr.isatty() else 120),
+            console=_stderr(),
             transient=False,
             disable=not enabled,
         )
@@ -55,3 +58,26 @@ class FitProgress:
             if state.floor is not None:
                 info += f" (input {state.floor:.2f})"
         self.progress.update(self.task, completed=min(progress, 1.0) * 1000, info=info)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+@contextmanager
+def counted(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A bar for work counted in units (tiles, images); yields ``update(done, total)``."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=_stderr(),
+        transient=True,
+        disable=not enabled,
+    )
+    task = progress.add_task(label, total=None)
+    with progress:
+        yield lambda done, total: progress.update(task, completed=done, total=total)

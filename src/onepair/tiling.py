@@ -10,6 +10,9 @@ CARE test, tests/test_tiling.py), for any image and tile size.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -23,13 +26,18 @@ def _round_up(value: int, multiple: int) -> int:
 
 @torch.inference_mode()
 def apply_network(
-    network: Network, image: np.ndarray, tile: int | None = 512, device: torch.device | str = "cpu"
+    network: Network,
+    image: np.ndarray,
+    tile: int | None = 512,
+    device: torch.device | str = "cpu",
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Run ``network`` on an (H, W, Cin) image; returns (s*H, s*W, Cout), not clipped.
 
     ``tile`` is the side of the square input tiles (rounded up so that each
     keeps some centre; ``None`` runs the whole image at once). Peak memory is
-    the image, its output and one tile's activations.
+    the image, its output and one tile's activations. ``on_tile(done, total)``
+    is called after each tile, for progress displays.
     """
     image = as_image(image)
     if image.shape[2] != network.in_channels:
@@ -51,23 +59,25 @@ def apply_network(
     else:
         size_h = size_w = max(_round_up(tile, mult), 2 * overlap + mult)
     out = np.empty((s * h, s * w, network.out_channels), dtype=np.float32)
-    for top in _starts(ph, size_h, overlap):
+    rows, cols = _starts(ph, size_h, overlap), _starts(pw, size_w, overlap)
+    for index, (top, left) in enumerate(itertools.product(rows, cols)):
         keep_top = margin if top == 0 else top + overlap
         bottom = min(top + size_h, ph)
         keep_bottom = margin + h if bottom == ph else bottom - overlap
-        for left in _starts(pw, size_w, overlap):
-            keep_left = margin if left == 0 else left + overlap
-            right = min(left + size_w, pw)
-            keep_right = margin + w if right == pw else right - overlap
-            x = to_tensor(padded[top:bottom, left:right], device)
-            y = from_tensor(network(x))  # (s*th, s*tw, Cout)
-            out[
-                s * (keep_top - margin) : s * (keep_bottom - margin),
-                s * (keep_left - margin) : s * (keep_right - margin),
-            ] = y[
-                s * (keep_top - top) : s * (keep_bottom - top),
-                s * (keep_left - left) : s * (keep_right - left),
-            ]
+        keep_left = margin if left == 0 else left + overlap
+        right = min(left + size_w, pw)
+        keep_right = margin + w if right == pw else right - overlap
+        x = to_tensor(padded[top:bottom, left:right], device)
+        y = from_tensor(network(x))  # (s*th, s*tw, Cout)
+        out[
+            s * (keep_top - margin) : s * (keep_bottom - margin),
+            s * (keep_left - margin) : s * (keep_right - margin),
+        ] = y[
+            s * (keep_top - top) : s * (keep_bottom - top),
+            s * (keep_left - left) : s * (keep_right - left),
+        ]
+        if on_tile is not None:
+            on_tile(index + 1, len(rows) * len(cols))
     return out
 
 
