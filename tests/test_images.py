@@ -129,3 +129,17 @@ def test_match_channels():
     np.testing.assert_allclose(match_channels(rgb, 1), 1.0, rtol=1e-6)
     with pytest.raises(ImageError, match="has 3 channels; expected 2"):
         match_channels(rgb, 2)
+
+
+def test_palette_and_bilevel_pngs_become_rgb_and_gray(tmp_path):
+    from PIL import Image
+
+    palette = Image.new("P", (6, 4))
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.putpixel((1, 1), 1)
+    palette.save(tmp_path / "p.png")
+    image = load_image(tmp_path / "p.png")
+    assert image.shape == (4, 6, 3) and tuple(image[1, 1]) == (1.0, 0.0, 0.0)
+    Image.new("1", (5, 3), 1).save(tmp_path / "b.png")
+    bilevel = load_image(tmp_path / "b.png")
+    assert bilevel.shape == (3, 5, 1) and bilevel.min() == 1.0

@@ -148,10 +148,12 @@ def eval_command(
     """PSNR/SSIM of the imitator vs the real target on images other than the example."""
     from onepair.evaluate import evaluate
     from onepair.imitator import Imitator
+    from onepair.progress import counted
 
     try:
         imitator = Imitator.load(run)
-        evaluation = evaluate(imitator, target, images, seed=seed, tile=tile)
+        with counted("eval images") as update:
+            evaluation = evaluate(imitator, target, images, seed=seed, tile=tile, on_image=update)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     table = Table(title=f"imitation of {target}")

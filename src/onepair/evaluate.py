@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,6 +95,7 @@ def evaluate(
     seed: int = 1,
     tile: int | None = 512,
     keep_outputs: bool = False,
+    on_image: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """PSNR/SSIM of ``imitator`` vs ``target`` on ``images`` (paths, ``builtin:NAME`` or arrays).
 
@@ -132,6 +133,8 @@ def evaluate(
         )
         if keep_outputs:
             evaluation.outputs[str(name)] = (x, y, z)
+        if on_image is not None:
+            on_image(i + 1, len(images))
     evaluation.queries = target.queries - queries0
     evaluation.pixels = target.pixels - pixels0
     return evaluation

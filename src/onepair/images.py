@@ -126,13 +126,11 @@ def _read_pillow(path: Path) -> np.ndarray:
 
     with Image.open(path) as im:
         im.load()
-        if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
-            im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
-        if im.mode == "I;16":
-            return np.asarray(im, dtype=np.uint16)
-        if im.mode in ("I", "F"):
-            return np.asarray(im)
-        return np.asarray(im)
+        if im.mode == "1":
+            im = im.convert("L")
+        elif im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+        return np.asarray(im, dtype=np.uint16 if im.mode == "I;16" else None)
 
 
 def _png_bit_depth(path: Path) -> int:
