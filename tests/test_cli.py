@@ -123,6 +123,19 @@ def test_bad_input_gives_clear_errors(tmp_path):
         "vit",
     )
     assert bad_arch.exit_code == 2 and "expected one of unet, plain" in bad_arch.output
+    misplaced = invoke(
+        "fit",
+        tmp_path / "a.png",
+        tmp_path / "a.png",
+        "-o",
+        tmp_path / "r6",
+        "--preset",
+        "paper-prototype",
+        "--depth",
+        "4",
+    )
+    assert misplaced.exit_code == 2
+    assert "--depth do(es) not apply to the plain architecture" in misplaced.output
     bad_loss = invoke(
         "fit",
         tmp_path / "a.png",

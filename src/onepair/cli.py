@@ -78,6 +78,14 @@ def fit_command(
                     f"architecture is {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
                 )
             model = ARCHITECTURES[architecture][0]()
+        own = {f.name for f in fields(model)}
+        other = {f.name for t, _ in ARCHITECTURES.values() for f in fields(t)} - own
+        if misplaced := sorted(other & set(given)):
+            flags = ", ".join("--" + name.replace("_", "-") for name in misplaced)
+            _fail(
+                f"{flags} do(es) not apply to the {_arch_name(model)} architecture; "
+                f"its settings: {', '.join(sorted(own))}"
+            )
         model = replace(model, **{f.name: given[f.name] for f in fields(model) if f.name in given})
         config = replace(
             config, **{f.name: given[f.name] for f in fields(config) if f.name in given}
