@@ -135,7 +135,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
         "4",
     )
     assert misplaced.exit_code == 2
-    assert "--depth do(es) not apply to the plain architecture" in misplaced.output
+    assert "--depth: not a setting of the plain architecture" in misplaced.output
     bad_loss = invoke(
         "fit",
         tmp_path / "a.png",

@@ -83,8 +83,8 @@ def fit_command(
         if misplaced := sorted(other & set(given)):
             flags = ", ".join("--" + name.replace("_", "-") for name in misplaced)
             _fail(
-                f"{flags} do(es) not apply to the {_arch_name(model)} architecture; "
-                f"its settings: {', '.join(sorted(own))}"
+                f"{flags}: not a setting of the {_arch_name(model)} architecture "
+                f"(its settings: {', '.join(sorted(own))})"
             )
         model = replace(model, **{f.name: given[f.name] for f in fields(model) if f.name in given})
         config = replace(
