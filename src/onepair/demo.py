@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from onepair.evaluate import evaluate
+from onepair.evaluate import Evaluation, evaluate
 from onepair.fit import fit
 from onepair.images import save_image
+from onepair.imitator import Imitator
 from onepair.pairs import Pair
 from onepair.presets import preset
 from onepair.samples import sample
@@ -53,6 +54,30 @@ def side_by_side(*images: np.ndarray, gap: int = 4) -> np.ndarray:
     return np.concatenate(parts[:-1], axis=1)
 
 
+def attack(
+    spec: str,
+    seconds: float,
+    size: int = 256,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    show_progress: bool = False,
+    keep_outputs: bool = False,
+) -> tuple[Pair, Imitator, Evaluation]:
+    """The one-pair attack on ``spec``: the pair from the example's central
+    ``size`` crop, the default fit for ``seconds``, evaluation on the held-out crops."""
+    target = load_target(spec)
+    x = target.degrade(sample(EXAMPLE, size), seed)
+    pair = Pair.of(x, target(x))
+    model, config = preset("default", pair.in_channels, pair.out_channels, pair.scale)
+    config = replace(config, seconds=seconds, steps=10**9, seed=seed)
+    imitator = fit(pair, model, config, out_dir=out_dir, show_progress=show_progress)
+    held_out = [sample(name, size) for name in HELD_OUT]
+    evaluation = evaluate(
+        imitator, target, held_out, names=list(HELD_OUT), keep_outputs=keep_outputs
+    )
+    return pair, imitator, evaluation
+
+
 def run_demo(
     out: str | Path,
     targets: tuple[str, ...] = TARGETS,
@@ -64,22 +89,15 @@ def run_demo(
     """Run the demo into ``out``; returns one summary row per target."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    held_out = {name: sample(name, size) for name in HELD_OUT}
     rows = []
     for spec in targets:
-        target = load_target(spec)
         folder = out / slug(spec)
         shutil.rmtree(folder / "run", ignore_errors=True)
-        x = target.degrade(sample(EXAMPLE, size), seed)
-        pair = Pair.of(x, target(x))
+        pair, imitator, evaluation = attack(
+            spec, seconds, size, seed, folder / "run", show_progress, keep_outputs=True
+        )
         save_image(folder / "example_input.png", pair.input)
         save_image(folder / "example_output.png", pair.output)
-        model, config = preset("default", pair.in_channels, pair.out_channels, pair.scale)
-        config = replace(config, seconds=seconds, steps=10**9, seed=seed)
-        imitator = fit(pair, model, config, out_dir=folder / "run", show_progress=show_progress)
-        evaluation = evaluate(
-            imitator, target, list(held_out.values()), names=list(held_out), keep_outputs=True
-        )
         evaluation.write(folder)
         for name, (xi, yi, zi) in evaluation.outputs.items():
             save_image(folder / f"{name}_input_target_imitation.png", side_by_side(xi, yi, zi))
