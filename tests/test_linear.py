@@ -48,3 +48,11 @@ def test_projection_when_patches_do_not_span_the_kernel_space(rng):
     f.solve(flat, y)
     fitted = f.weight.numpy().sum() * 0.5 + f.bias.numpy()[0]
     assert abs(fitted - kernel.sum() * 0.5) < 1e-4
+
+
+def test_a_subset_of_positions_in_small_chunks_gives_the_same_filter(photo, rng):
+    kernel = rng.normal(0, 0.2, (3, 3, 5, 5))
+    y = apply_kernel(photo, kernel, np.zeros(3))
+    f = LinearFilter(3, 3, 1, 5)
+    f.solve(photo, y, ridge=0.0, max_rows=3000, chunk_rows=700)  # of 7,0xx positions
+    np.testing.assert_allclose(f.weight.numpy(), kernel, atol=1e-4)

@@ -45,34 +45,45 @@ class LinearFilter(nn.Module):
         ridge: float = 1e-6,
         max_rows: int = 200_000,
         seed: int = 0,
+        chunk_rows: int = 16_384,
     ) -> None:
         """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
 
         ``x`` (H, W, Cin) and ``y`` (s*H, s*W, Cout) in the image convention.
         ``ridge`` is relative to the mean diagonal of the normal matrix. At most
-        ``max_rows`` patch positions (a seeded random subset) enter the system.
+        ``max_rows`` patch positions (a seeded random subset) enter the system,
+        gathered ``chunk_rows`` at a time, so memory stays bounded for any image.
         """
         k, s = self.kernel, self.scale
-        h, w, cin = x.shape
+        h, w, _ = x.shape
         if h < k or w < k:
             return  # too small to hold one patch: keep the zero filter
         r = k // 2
-        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].double()
-        patches = F.unfold(xt, k)[0].T  # (N, Cin*k*k), N = (H-k+1)(W-k+1)
+        xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).double()
         # output phases: channel c*s*s + a*s + b holds y[s*i + a, s*j + b, c]
         yt = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1))).double()
         cout = yt.shape[0]
         phases = yt.reshape(cout, h, s, w, s).permute(0, 2, 4, 1, 3).reshape(cout * s * s, h, w)
-        targets = phases[:, r : h - r, r : w - r].reshape(cout * s * s, -1).T  # (N, Cout*s*s)
-        if patches.shape[0] > max_rows:
-            keep = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(seed))
-            keep = keep[:max_rows]
-            patches, targets = patches[keep], targets[keep]
-        design = torch.cat([patches, torch.ones(patches.shape[0], 1, dtype=patches.dtype)], 1)
-        normal = design.T @ design
+        # patch positions (top-left corners): all, or a seeded subset of max_rows
+        count = (h - k + 1) * (w - k + 1)
+        positions = torch.arange(count)
+        if count > max_rows:
+            order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+            positions = order[:max_rows].sort().values
+        offsets = torch.arange(k)
+        normal = rhs = None
+        for chunk in positions.split(chunk_rows):  # bounded memory for any example size
+            rows, cols = chunk // (w - k + 1), chunk % (w - k + 1)
+            patches = xt[:, rows[:, None, None] + offsets[:, None], cols[:, None, None] + offsets]
+            design = patches.permute(1, 0, 2, 3).reshape(len(chunk), -1)  # (n, Cin*k*k)
+            design = torch.cat([design, torch.ones(len(chunk), 1, dtype=design.dtype)], 1)
+            targets = phases[:, rows + r, cols + r].T  # (n, Cout*s*s)
+            part, part_rhs = design.T @ design, design.T @ targets
+            normal = part if normal is None else normal + part
+            rhs = part_rhs if rhs is None else rhs + part_rhs
         normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
             ridge * normal.diagonal().mean()
         )
-        solution = torch.linalg.solve(normal, design.T @ targets)  # (D, Cout*s*s)
+        solution = torch.linalg.solve(normal, rhs)  # (D, Cout*s*s)
         self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
         self.bias.copy_(solution[-1].float())
