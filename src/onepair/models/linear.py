@@ -34,6 +34,9 @@ class LinearFilter(nn.Module):
         self.register_buffer("bias", torch.zeros(n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last: the default CPU path for a large kernel on few channels is
+        # pathologically slow on big inputs (9.6 s vs 0.2 s for 1024x1024, 15x15, 3->3)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = F.conv2d(x, self.weight, self.bias, padding=self.kernel // 2)
         return F.pixel_shuffle(y, self.scale) if self.scale > 1 else y
 
@@ -43,7 +46,7 @@ class LinearFilter(nn.Module):
         x: np.ndarray,
         y: np.ndarray,
         ridge: float = 1e-6,
-        max_rows: int = 200_000,
+        max_rows: int = 65_536,
         seed: int = 0,
         chunk_rows: int = 16_384,
     ) -> None:
