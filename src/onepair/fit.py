@@ -130,6 +130,8 @@ def fit(
     check_size(pair, config.crop, span.size)
     train, strip = pair.split(config.holdout, min_rows=config.crop)
     if network.linear is not None:
+        k = network.linear.kernel
+        log.info("solving the %dx%d linear path on the example by least squares", k, k)
         network.linear.solve(train.input, train.output, seed=config.seed)
     # the body learns what the (fixed) skip path leaves: crops of target - skip(input)
     x_train = to_tensor(train.input, device)
