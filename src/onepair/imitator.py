@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from onepair.images import as_image
 from onepair.models import ModelConfig, Network, build, config_from_dict, config_to_dict
 from onepair.tiling import apply_network
 
@@ -105,12 +104,6 @@ class Imitator:
         result equals a whole-image pass. Clipped to [0, 1] unless ``clip=False``.
         ``on_tile(done, total)`` reports progress after each tile.
         """
-        image = as_image(image)
-        if image.shape[2] != self.in_channels:
-            raise ValueError(
-                f"image is {'x'.join(map(str, image.shape))} but this imitator "
-                f"takes {self.in_channels}-channel input"
-            )
         out = apply_network(self.network, image, tile=tile, device=self.device, on_tile=on_tile)
         return np.clip(out, 0.0, 1.0) if clip else out
 

@@ -43,6 +43,7 @@ def apply_network(
     if image.shape[2] != network.in_channels:
         raise ValueError(
             f"image has {image.shape[2]} channels; this imitator expects {network.in_channels}"
+            f" (image is {'x'.join(map(str, image.shape))})"
         )
     h, w, _ = image.shape
     s, mult = network.scale, network.multiple
