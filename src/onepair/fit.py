@@ -154,7 +154,7 @@ def fit(
         state.keep_best(network, validate(network, device))
         state.log(0, time.perf_counter() - start, {"val_psnr": state.best_psnr})
     t0 = start - state.elapsed
-    with FitProgress(show_progress, config) as bar:
+    with FitProgress(show_progress) as bar:
         network.train()
         window: list[torch.Tensor] = []  # losses stay on the device until logged
         while state.step < config.steps:

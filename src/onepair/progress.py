@@ -23,7 +23,7 @@ from rich.progress import (
 class FitProgress:
     """A bar over the fit budget showing step, loss and held-out PSNR; silent if disabled."""
 
-    def __init__(self, enabled: bool, config: Any, label: str = "fit"):
+    def __init__(self, enabled: bool, label: str = "fit"):
         self.enabled = enabled
         self.progress = Progress(
             TextColumn(f"[bold]{label}"),
