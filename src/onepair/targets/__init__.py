@@ -1,15 +1,29 @@
 """Black boxes to imitate, named by spec strings.
 
 A target is anything with ``__call__(image) -> image`` in the image convention
-(:class:`Target`). :func:`load_target` turns a spec into one using the literal
-tables below -- the only place names are resolved. A spec is
-``name:key=value,key=value``; degradations in front of the model are joined
-with ``|``: ``noise:sigma=25|tv-denoise:weight=0.1`` means "the model
-tv-denoise, applied to images with Gaussian noise of sigma 25 added".
+(:class:`Target`). :func:`load_target` turns a spec into one; it is the only
+place a spec is resolved, through two literal tables: :data:`ADAPTERS` (how a
+model is reached: ``py:``, ``cmd:``, ``http://``, ``onnx:``, ``torch:``,
+``pairs:``, ``run:``) and the zoo's built-in names in
+:mod:`onepair.targets.builtin`.
+
+Grammar::
+
+    spec     = [degradation "|"]* model
+    model    = KIND ":" LOCATION ["#" options]   (KIND in ADAPTERS)
+             | NAME [":" options]                (NAME in builtin.MODELS)
+    options  = key=value ["," key=value]*
+
+``noise:sigma=25|tv-denoise:weight=0.1`` is "the model tv-denoise, applied to
+images with Gaussian noise of sigma 25 added"; ``onnx:model.onnx#layout=nhwc``
+runs an ONNX file with NHWC input; ``cmd:./denoise {input} {output}#timeout=30``
+runs a program. The ``#`` separates onepair's options from the location, so a
+location may hold ``:``, ``,`` and ``|`` (a URL's fragment is never sent).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import zlib
 from collections.abc import Callable
@@ -19,23 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from onepair.images import as_image
-from onepair.targets import classical, degrade
-
-# name -> (function, one-line description)
-MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
-    "identity": (classical.identity, "returns its input (a control)"),
-    "gaussian-blur": (classical.gaussian_blur, "Gaussian blur, sigma in pixels (linear)"),
-    "unsharp": (classical.unsharp, "unsharp-mask sharpening, clipped (near-linear)"),
-    "tv-denoise": (classical.tv_denoise, "total-variation denoising, Chambolle"),
-    "bilateral": (classical.bilateral, "bilateral edge-preserving filter"),
-    "median": (classical.median, "median filter, size x size window"),
-    "nl-means": (classical.nl_means, "non-local means denoising"),
-}
-
-# name -> (function(image, rng, **params), one-line description)
-DEGRADATIONS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
-    "noise": (degrade.noise, "additive Gaussian noise, sigma on the 0..255 scale, seeded"),
-}
+from onepair.targets.builtin import DEGRADATIONS, MODELS
 
 
 @runtime_checkable
@@ -79,30 +77,81 @@ class SpecTarget:
         return image
 
 
+# kind -> (module defining ``open_target(location, **options)``, syntax, description).
+# Modules are imported only when their kind is used: heavy dependencies stay optional.
+ADAPTERS: dict[str, tuple[str, str, str]] = {
+    "py": ("onepair.targets.pyfunc", "py:package.module:function", "a Python function"),
+    "cmd": (
+        "onepair.targets.command",
+        "cmd:PROGRAM ARGS {input} {output}",
+        "an external program on temporary files, run without a shell",
+    ),
+    "http": ("onepair.targets.web", "http://HOST:PORT/PATH", "a web API: POST a PNG, get one back"),
+    "https": ("onepair.targets.web", "https://HOST/PATH", "the same over TLS"),
+    "onnx": ("onepair.targets.onnxfile", "onnx:FILE", "an ONNX model run by onnxruntime"),
+    "torch": (
+        "onepair.targets.torchfile",
+        "torch:FILE",
+        "PyTorch weights; the architecture is detected by spandrel",
+    ),
+    "pairs": (
+        "onepair.targets.folder",
+        "pairs:DIR",
+        "precomputed outputs: DIR/inputs/NAME and DIR/outputs/NAME",
+    ),
+    "run": ("onepair.targets.runfolder", "run:DIR", "an imitator or teacher run folder"),
+}
+
+
 def load_target(spec: str | Callable[[np.ndarray], np.ndarray]) -> SpecTarget:
     """Parse a spec string (or wrap a callable) into a :class:`SpecTarget`.
 
     >>> load_target("gaussian-blur:sigma=1.5")(np.zeros((8, 8, 1))).shape
     (8, 8, 1)
     """
-    if callable(spec):
+    if callable(spec) and not isinstance(spec, str):
         name = getattr(spec, "__name__", type(spec).__name__)
         return SpecTarget(f"py:{name}", spec)
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"target spec is {spec!r}; expected a string like 'gaussian-blur:sigma=2'")
-    parts = [p.strip() for p in spec.split("|")]
+        raise ValueError(
+            f"target spec is {spec!r}; expected a string like 'gaussian-blur:sigma=2' "
+            f"or one starting with {', '.join(k + ':' for k in ADAPTERS)}"
+        )
+    rest = spec.strip()
     steps = []
-    for part in parts[:-1]:
-        name, params = _parse(part)
-        if name not in DEGRADATIONS:
-            raise ValueError(
-                f"{part!r} in target spec {spec!r}: before '|' come degradations; "
-                f"known: {', '.join(DEGRADATIONS)}"
-            )
+    while "|" in rest:
+        head, _, tail = rest.partition("|")
+        if head.partition(":")[0].strip() not in DEGRADATIONS:
+            break
+        name, params = _parse(head)
         function = DEGRADATIONS[name][0]
-        _check_params(function, params, part, skip=2)
+        _check_params(function, params, head, skip=2)
         steps.append(_bind(function, params))
-    name, params = _parse(parts[-1])
+        rest = tail.strip()
+    return SpecTarget(spec, _model(rest, spec), steps)
+
+
+def _model(text: str, spec: str) -> Callable[[np.ndarray], np.ndarray]:
+    kind, colon, location = text.partition(":")
+    kind = kind.strip().lower()
+    if colon and kind in ADAPTERS:
+        if kind in ("http", "https"):
+            location = text
+        location, hash_, option_text = (
+            location.rpartition("#") if "#" in location else (location, "", "")
+        )
+        location = location.strip()
+        if not location:
+            raise ValueError(
+                f"target spec {spec!r} names no location after {kind + ':'!r}; "
+                f"expected {ADAPTERS[kind][1]}"
+            )
+        options = _options(option_text, text) if hash_ else {}
+        opener = importlib.import_module(ADAPTERS[kind][0]).open_target
+        if not _takes_any_keyword(opener):
+            _check_params(opener, options, text, skip=1)
+        return opener(location, **options)
+    name, params = _parse(text)
     if name not in MODELS:
         hint = (
             " (a degradation needs a model after it: 'noise:sigma=25|tv-denoise')"
@@ -111,33 +160,49 @@ def load_target(spec: str | Callable[[np.ndarray], np.ndarray]) -> SpecTarget:
         )
         raise ValueError(
             f"unknown target {name!r} in spec {spec!r}{hint}; known targets: "
-            f"{', '.join(MODELS)}; degradations to put in front with '|': "
-            f"{', '.join(DEGRADATIONS)}"
+            f"{', '.join(MODELS)}; adapters: {', '.join(v[1] for v in ADAPTERS.values())}; "
+            f"degradations to put in front with '|': {', '.join(DEGRADATIONS)}"
         )
     function = MODELS[name][0]
-    _check_params(function, params, parts[-1], skip=1)
-    return SpecTarget(spec, _bind(function, params), steps)
+    _check_params(function, params, text, skip=1)
+    return _bind(function, params)
 
 
 def describe() -> list[tuple[str, str, str]]:
-    """(kind, name with default parameters, description) for every known name."""
+    """(kind, name or syntax with default parameters, description) for every known name."""
     rows = []
     for kind, table, skip in (("model", MODELS, 1), ("degradation", DEGRADATIONS, 2)):
         for name, (function, text) in table.items():
             defaults = ",".join(f"{k}={v}" for k, v in _parameters(function, skip).items())
             rows.append((kind, f"{name}:{defaults}" if defaults else name, text))
+    for module, syntax, text in ADAPTERS.values():
+        opener = importlib.import_module(module).open_target
+        params = {} if _takes_any_keyword(opener) else _parameters(opener, 1)
+        defaults = ",".join(f"{k}={v}" for k, v in params.items())
+        rows.append(("adapter", f"{syntax}#{defaults}" if defaults else syntax, text))
     return rows
+
+
+def _takes_any_keyword(function: Callable[..., Any]) -> bool:
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(function).parameters.values()
+    )
 
 
 def _parse(part: str) -> tuple[str, dict[str, Any]]:
     name, _, rest = part.partition(":")
+    return name.strip(), _options(rest, part)
+
+
+def _options(text: str, part: str) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
+    for item in filter(None, (s.strip() for s in text.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"malformed parameter {item!r} in {part!r}; expected key=value")
         params[key.strip().replace("-", "_")] = _value(value.strip())
-    return name.strip(), params
+    return params
 
 
 def _value(text: str) -> Any:
@@ -183,4 +248,4 @@ def _bind(function: Callable[..., np.ndarray], params: dict[str, Any]) -> Callab
     return bound
 
 
-__all__ = ["DEGRADATIONS", "MODELS", "SpecTarget", "Target", "describe", "load_target"]
+__all__ = ["ADAPTERS", "DEGRADATIONS", "MODELS", "SpecTarget", "Target", "describe", "load_target"]

@@ -1,0 +1,30 @@
+"""``run:DIR`` -- a run folder (an imitator, or a teacher onepair trained) as a target.
+
+Imitating an imitator is how a copy of a copy is measured; teachers made by
+``onepair zoo train-teacher`` are real models trained on many images and
+serve as targets this way. The folder is loaded from safetensors and JSON
+only (:meth:`onepair.imitator.Imitator.load`); no code in it is executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def open_target(location: str, tile: int = 512, device: str = "auto") -> Callable[..., np.ndarray]:
+    """Load the run folder at ``location``; apply it tile by tile."""
+    from onepair.imitator import Imitator
+
+    folder = Path(location)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"run: {folder} is not a run folder (no config.json)")
+    imitator = Imitator.load(folder, device=device)
+
+    def apply(image: np.ndarray) -> np.ndarray:
+        return imitator.apply(image, tile=tile)
+
+    apply.__name__ = folder.name
+    return apply

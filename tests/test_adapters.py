@@ -1,0 +1,194 @@
+"""Spec grammar and the local adapters: py:, cmd: (a real subprocess), pairs:, run:."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from onepair.images import save_image
+from onepair.imitator import Imitator
+from onepair.models import build
+from onepair.targets import load_target
+
+INVERT = """
+import sys
+import numpy as np
+from onepair.images import load_image, save_image
+args = sys.argv[1:]
+if args[0] == "fail":
+    sys.stderr.write("model exploded: out of memory\\n")
+    sys.exit(3)
+if args[0] == "sleep":
+    import time
+    time.sleep(30)
+if args[0] == "argv":
+    Path = __import__("pathlib").Path
+    Path(args[1]).write_text("\\n".join(args))
+if args[0] == "garbage":
+    open(args[-1], "wb").write(b"not an image")
+    sys.exit(0)
+x = load_image(args[-2])
+save_image(args[-1], 1.0 - x, bit_depth=16)
+"""
+
+
+def _command(tmp_path: Path, *words: str) -> str:
+    script = tmp_path / "invert.py"
+    script.write_text(INVERT)
+    parts = [sys.executable, str(script), *words]
+    return "cmd:" + " ".join(shlex.quote(p) for p in parts) + " {input} {output}"
+
+
+def test_py_adapter_binds_options(photo):
+    via_py = load_target("py:onepair.targets.classical:gaussian_blur#sigma=1.5")
+    builtin = load_target("gaussian-blur:sigma=1.5")
+    np.testing.assert_array_equal(via_py(photo), builtin(photo))
+    assert via_py.queries == 1 and via_py.pixels == photo.shape[0] * photo.shape[1]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("py:onepair.targets.classical", "expected 'package.module:function'"),
+        ("py:no_such_module_x:f", "cannot import"),
+        ("py:onepair.targets.classical:nope", "has no attribute 'nope'"),
+    ],
+)
+def test_py_adapter_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_target(spec)
+
+
+def test_callable_is_a_target(photo):
+    target = load_target(lambda x: x[:, :, :1])
+    assert target(photo).shape == (*photo.shape[:2], 1)
+    assert target.spec == "py:<lambda>" and target.queries == 1
+
+
+def test_cmd_runs_a_real_program_without_a_shell(tmp_path, photo, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    target = load_target(_command(tmp_path))
+    out = target(photo)
+    assert np.abs(out - (1.0 - photo)).max() <= 1.0 / 65535 + 1e-6
+    assert list(scratch.iterdir()) == []  # temporary files removed
+    # Shell syntax reaches the program literally: nothing is expanded or redirected.
+    log = tmp_path / "argv.txt"
+    literal = load_target(_command(tmp_path, "argv", str(log), "$HOME;", ">x", "|", "*"))
+    literal(photo[:16, :16])
+    assert log.read_text().splitlines()[2:6] == ["$HOME;", ">x", "|", "*"]
+    assert not (Path.cwd() / "x").exists()
+
+
+def test_cmd_failure_quotes_stderr(tmp_path, photo):
+    with pytest.raises(RuntimeError, match=r"status 3; stderr ends: 'model exploded"):
+        load_target(_command(tmp_path, "fail"))(photo)
+
+
+def test_cmd_timeout_kills(tmp_path, photo):
+    target = load_target(_command(tmp_path, "sleep") + "#timeout=1")
+    with pytest.raises(RuntimeError, match="longer than 1 s and was killed"):
+        target(photo)
+
+
+def test_cmd_unreadable_output(tmp_path, photo):
+    with pytest.raises(RuntimeError, match="exited normally but its output is unusable"):
+        load_target(_command(tmp_path, "garbage"))(photo)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cmd:cat {input}", r"lacks \{output\}"),
+        ("cmd:no-such-program-x {input} {output}", "not found on PATH"),
+        ("cmd:cat 'unclosed {input} {output}", "cannot be split"),
+        ("cmd:cat {input} {output}#suffix=.gif", "suffix is '.gif'"),
+        ("cmd:cat {input} {output}#retries=2", "unknown parameter 'retries'.*accepted: timeout"),
+        ("cmd:#timeout=3", "names no location"),
+    ],
+)
+def test_cmd_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_target(spec)
+
+
+def _pairs_folder(root: Path, photo: np.ndarray) -> dict[str, np.ndarray]:
+    images = {"a": photo, "b": photo[::-1].copy(), "c": photo[:, :40].copy()}
+    for name, image in images.items():
+        save_image(root / "inputs" / f"{name}.png", image, bit_depth=16)
+        save_image(root / "outputs" / f"{name}.tif", image[:, :, :1] * 0.5, bit_depth=16)
+    return images
+
+
+def test_pairs_folder_answers_its_own_inputs(tmp_path, photo):
+    from onepair.images import load_image
+
+    images = _pairs_folder(tmp_path, photo)
+    target = load_target(f"pairs:{tmp_path}")
+    for name in images:
+        x = load_image(tmp_path / "inputs" / f"{name}.png")
+        np.testing.assert_allclose(target(x), x[:, :, :1] * 0.5, atol=1 / 65535)
+    assert target.queries == 3
+    with pytest.raises(ValueError, match="is none of the 3 inputs"):
+        target(np.zeros_like(photo))
+
+
+def test_pairs_folder_refuses_escapes_and_gaps(tmp_path, photo):
+    root = tmp_path / "pairs"
+    _pairs_folder(root, photo)
+    outside = tmp_path / "secret.png"
+    save_image(outside, photo)
+    (root / "inputs" / "d.png").symlink_to(outside)
+    with pytest.raises(ValueError, match="leads outside"):
+        load_target(f"pairs:{root}")
+    (root / "inputs" / "d.png").unlink()
+    (root / "outputs" / "b.tif").unlink()
+    with pytest.raises(ValueError, match=r"1 input\(s\) .* have no output .*: b"):
+        load_target(f"pairs:{root}")
+    with pytest.raises(ValueError, match="not a folder"):
+        load_target(f"pairs:{tmp_path / 'nowhere'}")
+
+
+def test_run_folder_is_a_target(tmp_path, photo):
+    torch.manual_seed(0)
+    network = build(TINY_MODEL, 3, 3, 1)
+    with torch.no_grad():
+        for p in network.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    imitator = Imitator(network)
+    imitator.save(tmp_path / "run")
+    target = load_target(f"run:{tmp_path / 'run'}#tile=32,device=cpu")
+    np.testing.assert_allclose(target(photo), imitator.apply(photo, tile=None), atol=1e-5)
+    with pytest.raises(ValueError, match="not a run folder"):
+        load_target(f"run:{tmp_path}")
+
+
+def test_degradation_in_front_of_an_adapter(photo):
+    target = load_target("noise:sigma=10|py:onepair.targets.classical:identity")
+    noisy = target.degrade(photo, seed=0)
+    assert 0.02 < np.abs(noisy - photo).mean() < 0.05
+    np.testing.assert_array_equal(target(noisy), noisy)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no-such-model", r"unknown target 'no-such-model'.*adapters: py:.*cmd:.*onnx:FILE"),
+        ("noise:sigma=25", "a degradation needs a model after it"),
+        ("gaussian-blur:sigma", "malformed parameter 'sigma'"),
+        ("gaussian-blur:sigma=big", "must be a number"),
+        ("", "expected a string like"),
+        ("pairs:", "names no location"),
+    ],
+)
+def test_bad_specs_list_what_is_accepted(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_target(spec)
