@@ -1,12 +1,16 @@
-"""Aligned random crops of the example pair, sampled in one batched gather.
+"""Aligned random crops of the example pair(s), sampled in one batched gather.
 
 An input crop of ``crop x crop`` at (row, col) pairs with the output crop of
 ``s*crop x s*crop`` at (s*row, s*col) for scale factor s. Positions come from
 a seeded ``torch.Generator`` (on the CPU, so a seed gives the same crops on
-every device); the gather itself runs on the pair's device.
+every device); the gather itself runs on the pair's device. With several
+examples, each crop first picks its example with probability proportional to
+the number of crop positions it holds, so every position is equally likely.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -15,30 +19,48 @@ from onepair.pairs import Pair
 
 
 class CropSampler:
-    """Draws batches of aligned crops from ``pair`` (kept on ``device``)."""
+    """Draws batches of aligned crops from ``pairs`` (kept on ``device``)."""
 
-    def __init__(self, pair: Pair, crop: int, device: torch.device | str = "cpu"):
-        h, w = pair.input.shape[:2]
-        if crop < 1 or crop > min(h, w):
-            raise ValueError(
-                f"crop is {crop} but the training part of the example is {shape_str(pair.input)}; "
-                f"expected 1 <= crop <= {min(h, w)}"
-            )
-        self.crop, self.scale = crop, pair.scale
-        self.x = to_tensor(pair.input, device)[0]  # (Cin, H, W)
-        self.y = to_tensor(pair.output, device)[0]  # (Cout, sH, sW)
+    def __init__(self, pairs: Pair | Sequence[Pair], crop: int, device: torch.device | str = "cpu"):
+        pairs = [pairs] if isinstance(pairs, Pair) else list(pairs)
+        for pair in pairs:
+            h, w = pair.input.shape[:2]
+            if crop < 1 or crop > min(h, w):
+                raise ValueError(
+                    f"crop is {crop} but the training part of an example is "
+                    f"{shape_str(pair.input)}; expected 1 <= crop <= {min(h, w)}"
+                )
+        self.crop, self.scale = crop, pairs[0].scale
+        self.x = [to_tensor(p.input, device)[0] for p in pairs]  # (Cin, H, W) each
+        self.y = [to_tensor(p.output, device)[0] for p in pairs]  # (Cout, sH, sW) each
+        positions = [(x.shape[1] - crop + 1) * (x.shape[2] - crop + 1) for x in self.x]
+        self._weights = torch.tensor(positions, dtype=torch.float64)
         self._offsets = torch.arange(crop, device=device)
-        self._offsets_out = torch.arange(crop * pair.scale, device=device)
+        self._offsets_out = torch.arange(crop * self.scale, device=device)
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)``: (B, Cin, crop, crop) and (B, Cout, s*crop, s*crop)."""
-        _, h, w = self.x.shape
+        if len(self.x) == 1:
+            return self._sample_one(0, batch, generator)
+        which = torch.multinomial(self._weights, batch, replacement=True, generator=generator)
+        parts = [
+            self._sample_one(i, int(n), generator)
+            for i, n in enumerate(torch.bincount(which, minlength=len(self.x)).tolist())
+            if n
+        ]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _sample_one(
+        self, index: int, batch: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.x[index], self.y[index]
+        _, h, w = x.shape
         rows = torch.randint(0, h - self.crop + 1, (batch,), generator=generator)
         cols = torch.randint(0, w - self.crop + 1, (batch,), generator=generator)
-        rows, cols = rows.to(self.x.device), cols.to(self.x.device)
+        rows, cols = rows.to(x.device), cols.to(x.device)
         return (
-            self._gather(self.x, rows, cols, self._offsets, 1),
-            self._gather(self.y, rows, cols, self._offsets_out, self.scale),
+            self._gather(x, rows, cols, self._offsets, 1),
+            self._gather(y, rows, cols, self._offsets_out, self.scale),
         )
 
     @staticmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -99,7 +100,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def fit(
-    pair: Pair,
+    pair: Pair | Sequence[Pair],
     model: ModelConfig | None = None,
     config: FitConfig | None = None,
     out_dir: str | Path | None = None,
@@ -108,10 +109,15 @@ def fit(
 ) -> Imitator:
     """Train an imitator on ``pair``; write the run folder to ``out_dir`` if given.
 
+    ``pair`` may be a list of pairs (few-shot): they must agree in channels
+    and scale; crops are drawn from all of them, the linear path is solved on
+    all of them, and the held-out strip of each is measured (mean PSNR).
+
     With ``resume=True`` and a checkpoint in ``out_dir``, training continues
     from it (same model and fit settings required); a finished run is loaded
     and returned as it is.
     """
+    pairs = _as_pairs(pair)
     model = model if model is not None else UNetConfig()
     config = config if config is not None else FitConfig()
     out = Path(out_dir) if out_dir is not None else None
@@ -125,23 +131,34 @@ def fit(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
 
-    network = build(model, pair.in_channels, pair.out_channels, pair.scale).to(device)
+    first = pairs[0]
+    network = build(model, first.in_channels, first.out_channels, first.scale).to(device)
     span = network.receptive_field()
-    check_size(pair, config.crop, span.size)
-    train, strip = pair.split(config.holdout, min_rows=config.crop)
+    for one in pairs:
+        check_size(one, config.crop, span.size)
+    splits = [one.split(config.holdout, min_rows=config.crop) for one in pairs]
+    trains = [train for train, _ in splits]
     if network.linear is not None:
         k = network.linear.kernel
         log.info("solving the %dx%d linear path on the example by least squares", k, k)
-        network.linear.solve(train.input, train.output, seed=config.seed)
+        network.linear.solve(
+            [t.input for t in trains], [t.output for t in trains], seed=config.seed
+        )
     # the body learns what the (fixed) skip path leaves: crops of target - skip(input)
-    x_train = to_tensor(train.input, device)
-    remainder = to_tensor(train.output, device) - network.skip_image(x_train)
-    sampler = CropSampler(
-        Pair(train.input, from_tensor(remainder), train.scale), config.crop, device
-    )
+    remainders = []
+    for train in trains:
+        x_train = to_tensor(train.input, device)
+        remainder = to_tensor(train.output, device) - network.skip_image(x_train)
+        remainders.append(Pair(train.input, from_tensor(remainder), train.scale))
+    sampler = CropSampler(remainders, config.crop, device)
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    validate = _Validator(pair, strip, span.margin) if strip.stop > strip.start else None
+    strips = [
+        _Validator(one, strip, span.margin)
+        for one, (_, strip) in zip(pairs, splits, strict=True)
+        if strip.stop > strip.start
+    ]
+    validate = _Strips(strips) if strips else None
 
     state = checkpoint.State(floor=validate.floor if validate else None)
     if out is not None and resume:
@@ -217,6 +234,7 @@ def fit(
         "stopped_early": state.stopped_early,
         "num_params": network.num_params(),
         "receptive_field": span.size,
+        "examples": len(pairs),
         "device": str(device),
     }
     imitator = Imitator(network, model, fit_config_to_dict(config), metrics, state.history)
@@ -226,9 +244,42 @@ def fit(
     return imitator
 
 
+def _as_pairs(pair: Pair | Sequence[Pair]) -> list[Pair]:
+    pairs = [pair] if isinstance(pair, Pair) else list(pair)
+    if not pairs:
+        raise ValueError("fit got no example pairs; expected one Pair or a list of them")
+    for index, one in enumerate(pairs):
+        if not isinstance(one, Pair):
+            raise ValueError(f"example {index} is a {type(one).__name__}; expected a Pair")
+        first = pairs[0]
+        if (one.in_channels, one.out_channels, one.scale) != (
+            first.in_channels,
+            first.out_channels,
+            first.scale,
+        ):
+            raise ValueError(
+                f"example {index} maps {one.in_channels} -> {one.out_channels} channels at "
+                f"scale {one.scale} but example 0 maps {first.in_channels} -> "
+                f"{first.out_channels} at scale {first.scale}; all examples must agree"
+            )
+    return pairs
+
+
 def _progress(step: int, elapsed: float, config: FitConfig) -> float:
     by_steps = step / config.steps
     return max(by_steps, elapsed / config.seconds) if config.seconds else by_steps
+
+
+class _Strips:
+    """Mean held-out PSNR over the strips of all examples (one example: its strip's)."""
+
+    def __init__(self, strips: list[_Validator]):
+        self.strips = strips
+        floors = [s.floor for s in strips]
+        self.floor = None if None in floors else float(np.mean(floors))
+
+    def __call__(self, network: torch.nn.Module, device: torch.device) -> float:
+        return float(np.mean([strip(network, device) for strip in self.strips]))
 
 
 class _Validator:

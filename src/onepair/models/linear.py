@@ -10,6 +10,8 @@ filter predicts all ``s * s`` output phases of each input pixel (pixel shuffle).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,8 +45,8 @@ class LinearFilter(nn.Module):
     @torch.no_grad()
     def solve(
         self,
-        x: np.ndarray,
-        y: np.ndarray,
+        x: np.ndarray | Sequence[np.ndarray],
+        y: np.ndarray | Sequence[np.ndarray],
         ridge: float = 1e-6,
         max_rows: int = 65_536,
         seed: int = 0,
@@ -52,15 +54,41 @@ class LinearFilter(nn.Module):
     ) -> None:
         """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
 
-        ``x`` (H, W, Cin) and ``y`` (s*H, s*W, Cout) in the image convention.
-        ``ridge`` is relative to the mean diagonal of the normal matrix. At most
-        ``max_rows`` patch positions (a seeded random subset) enter the system,
-        gathered ``chunk_rows`` at a time, so memory stays bounded for any image.
+        ``x`` (H, W, Cin) and ``y`` (s*H, s*W, Cout) in the image convention, or
+        equal-length lists of such images (several examples: their normal
+        equations add up). ``ridge`` is relative to the mean diagonal of the
+        normal matrix. At most ``max_rows`` patch positions (a seeded random
+        subset, shared among the examples by their patch counts) enter the
+        system, gathered ``chunk_rows`` at a time, so memory stays bounded.
         """
+        xs = [x] if isinstance(x, np.ndarray) else list(x)
+        ys = [y] if isinstance(y, np.ndarray) else list(y)
+        k = self.kernel
+        usable = [(a, b) for a, b in zip(xs, ys, strict=True) if min(a.shape[:2]) >= k]
+        if not usable:
+            return  # too small to hold one patch: keep the zero filter
+        counts = [(a.shape[0] - k + 1) * (a.shape[1] - k + 1) for a, _ in usable]
+        total = sum(counts)
+        normal = rhs = None
+        for index, ((a, b), count) in enumerate(zip(usable, counts, strict=True)):
+            rows = max(1, round(max_rows * count / total)) if total > max_rows else count
+            part, part_rhs = self._normal_equations(a, b, rows, seed + index, chunk_rows)
+            normal = part if normal is None else normal + part
+            rhs = part_rhs if rhs is None else rhs + part_rhs
+        assert normal is not None and rhs is not None
+        normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
+            ridge * normal.diagonal().mean()
+        )
+        solution = torch.linalg.solve(normal, rhs)  # (D, Cout*s*s)
+        self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
+        self.bias.copy_(solution[-1].float())
+
+    def _normal_equations(
+        self, x: np.ndarray, y: np.ndarray, max_rows: int, seed: int, chunk_rows: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A^T A, A^T b)`` of one example's patches (a seeded subset of ``max_rows``)."""
         k, s = self.kernel, self.scale
         h, w, _ = x.shape
-        if h < k or w < k:
-            return  # too small to hold one patch: keep the zero filter
         r = k // 2
         xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))).double()
         # output phases: channel c*s*s + a*s + b holds y[s*i + a, s*j + b, c]
@@ -84,9 +112,5 @@ class LinearFilter(nn.Module):
             part, part_rhs = design.T @ design, design.T @ targets
             normal = part if normal is None else normal + part
             rhs = part_rhs if rhs is None else rhs + part_rhs
-        normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
-            ridge * normal.diagonal().mean()
-        )
-        solution = torch.linalg.solve(normal, rhs)  # (D, Cout*s*s)
-        self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
-        self.bias.copy_(solution[-1].float())
+        assert normal is not None and rhs is not None
+        return normal, rhs
