@@ -32,8 +32,13 @@ def _db(value: float | None) -> str:
 
 @app.command("fit")
 def fit_command(
-    input: Path = typer.Argument(..., help="the example's input image"),
-    output: Path = typer.Argument(..., help="the black box's output for it"),
+    examples: list[Path] = typer.Argument(
+        ...,
+        help="INPUT OUTPUT: the example's input and the black box's output for it; more "
+        "INPUT OUTPUT pairs for few-shot; a folder holding input.* and output.* (from "
+        "`onepair extract`) counts as one pair",
+        show_default=False,
+    ),
     out_dir: Path = typer.Option(..., "-o", "--out", help="run folder to write"),
     preset: str = typer.Option("default", help="recipe: default | paper-prototype"),
     architecture: str | None = typer.Option(None, help="unet | plain (overrides the preset)"),
@@ -61,7 +66,7 @@ def fit_command(
     resume: bool = typer.Option(False, help="continue an interrupted fit in --out"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Fit an imitator to one INPUT/OUTPUT pair; writes the run folder to --out."""
+    """Fit an imitator to one INPUT OUTPUT pair (or several); writes the run folder to --out."""
     from onepair.fit import fit
     from onepair.models import ARCHITECTURES
     from onepair.pairs import Pair
@@ -70,7 +75,8 @@ def fit_command(
 
     given = {k: v for k, v in locals().items() if v is not None}
     try:
-        pair = Pair.of(read(str(input)), read(str(output)))
+        pairs = [Pair.of(read(str(x)), read(str(y))) for x, y in _example_files(examples)]
+        pair = pairs[0]
         model, config = get_preset(preset, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
@@ -92,7 +98,14 @@ def fit_command(
         )
         if seconds is not None and steps is None:
             config = replace(config, steps=10**9)
-        imitator = fit(pair, model, config, out_dir=out_dir, resume=resume, show_progress=not quiet)
+        imitator = fit(
+            pairs if len(pairs) > 1 else pair,
+            model,
+            config,
+            out_dir=out_dir,
+            resume=resume,
+            show_progress=not quiet,
+        )
     except (ValueError, FileExistsError, PermissionError, FileNotFoundError) as error:
         _fail(str(error))
     m = imitator.metrics
@@ -104,6 +117,36 @@ def fit_command(
     out.print(
         f"held-out strip PSNR {_db(m['val_psnr'])} dB (input itself: {_db(m['val_floor_psnr'])} dB)"
     )
+
+
+def _example_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(input, output) files from arguments: alternating images, or pair folders."""
+    from onepair.images import SUFFIXES
+
+    found, loose = [], []
+    for path in paths:
+        if path.is_dir():
+            pick = {
+                role: sorted(p for p in path.glob(f"{role}.*") if p.suffix.lower() in SUFFIXES)
+                for role in ("input", "output")
+            }
+            if len(pick["input"]) != 1 or len(pick["output"]) != 1:
+                raise ValueError(
+                    f"{path} is a folder but not a pair folder: expected one input.* and one "
+                    f"output.* image in it (as `onepair extract` writes)"
+                )
+            found.append((pick["input"][0], pick["output"][0]))
+        else:
+            loose.append(path)
+            if len(loose) == 2:
+                found.append((loose[0], loose[1]))
+                loose = []
+    if loose:
+        raise ValueError(
+            f"{loose[0]} has no partner: give images as INPUT OUTPUT pairs "
+            f"({len(paths)} argument(s) arrived)"
+        )
+    return found
 
 
 def _arch_name(model: object) -> str:
@@ -162,7 +205,7 @@ def eval_command(
         imitator = Imitator.load(run)
         with counted("eval images") as update:
             evaluation = evaluate(imitator, target, images, seed=seed, tile=tile, on_image=update)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         _fail(str(error))
     table = Table(title=f"imitation of {target}")
     for column in ("image", "PSNR dB", "SSIM", "input PSNR dB", "input SSIM"):
@@ -185,7 +228,10 @@ def eval_command(
     )
     out.print(table)
     json_path, csv_path = evaluation.write(out_dir or run / "eval")
-    out.print(f"{evaluation.queries} target queries; written {json_path} and {csv_path}")
+    out.print(
+        f"{evaluation.queries} target queries, {evaluation.pixels:,} pixels sent; "
+        f"written {json_path} and {csv_path}"
+    )
 
 
 @app.command("query")
@@ -208,7 +254,7 @@ def query_command(
         y = spec(x)
         save_image(out_dir / "input.png", x)
         save_image(out_dir / "output.png", y)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, RuntimeError, OSError) as error:
         _fail(str(error))
     out.print(
         f"wrote {out_dir / 'input.png'} and {out_dir / 'output.png'} "
@@ -218,15 +264,48 @@ def query_command(
 
 @app.command("targets")
 def targets_command() -> None:
-    """List the built-in targets and degradations with their default parameters."""
+    """List the zoo's targets, degradations and adapters with their default parameters."""
     from onepair.targets import describe
 
-    table = Table(title="targets (combine as 'degradation|model', e.g. noise:sigma=25|tv-denoise)")
+    table = Table(
+        title="targets: 'degradation|model', e.g. noise:sigma=25|tv-denoise; "
+        "adapters take options after '#', e.g. onnx:m.onnx#layout=nhwc"
+    )
     for column in ("kind", "spec with defaults", "what it is"):
         table.add_column(column)
     for row in describe():
         table.add_row(*row)
     out.print(table)
+
+
+@app.command("serve")
+def serve_command(
+    what: str = typer.Argument(..., help="a target spec, or a run folder (an imitator)"),
+    host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
+    port: int = typer.Option(8765, help="port; 0 picks a free one"),
+    max_body: int = typer.Option(64 * 2**20, help="largest request body in bytes"),
+    concurrency: int = typer.Option(4, help="requests processed at once"),
+    timeout: float = typer.Option(30.0, help="seconds a client may take to send its request"),
+    token: str | None = typer.Option(
+        None, envvar="ONEPAIR_TOKEN", help="require 'Authorization: Bearer TOKEN'"
+    ),
+) -> None:
+    """Serve a target or an imitator as the HTTP API the http:// target speaks."""
+    from onepair.serve import serve
+
+    try:
+        serve(
+            what,
+            host=host,
+            port=port,
+            max_body=max_body,
+            concurrency=concurrency,
+            timeout=timeout,
+            token=token,
+            announce=lambda text: out.print(text, highlight=False),
+        )
+    except (ValueError, OSError) as error:
+        _fail(str(error))
 
 
 @app.command("demo")

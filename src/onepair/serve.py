@@ -1,0 +1,302 @@
+"""``onepair serve``: a target or a trained imitator as a small HTTP API.
+
+The API is the one the ``http://`` target speaks (:mod:`onepair.targets.web`),
+so anything onepair can query locally can be queried over a network, and an
+imitator can stand in for the model it copies::
+
+    POST /  or  /run   body: a PNG (8/16-bit), TIFF or JPEG image
+        200  the output as a PNG of the request's bit depth (16-bit for float
+             TIFF; a TIFF when it has more than 4 channels)
+        400  the body is not a readable image        401  missing or wrong bearer token
+        411  no Content-Length                       413  body larger than max_body
+        422  the target rejected the image (a ValueError, e.g. wrong channel count)
+        500  the target failed otherwise             503  busy for `timeout` s (Retry-After)
+    GET /health   200 {"what": ..., "queries": n, "pixels": n}
+
+Error bodies are one line of plain text. Only the model part of a spec runs:
+degradations in front of it (``noise:sigma=25|...``) make the *input* of a
+study, not part of the black box. Standard library only (``http.server``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+
+from onepair.images import ImageError, shape_str
+from onepair.targets.web import decode_image, encode_png, encode_tiff
+
+POST_PATHS = ("/", "/run")
+
+
+def serve(
+    what: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    max_body: int = 64 * 2**20,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+    token: str | None = None,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve ``what`` (a target spec or an imitator run folder) until SIGINT or SIGTERM.
+
+    ``port=0`` picks a free port; ``announce`` gets one line with the actual
+    URL (and a warning when the address is reachable from other machines).
+    ``timeout`` is how long a client may pause while sending and how long a
+    request waits for one of the ``concurrency`` processing slots.
+
+    >>> serve("gaussian-blur:sigma=2", port=0)  # doctest: +SKIP
+    serving gaussian-blur:sigma=2 on http://127.0.0.1:40123/ (POST a PNG; GET /health)
+    """
+    target, name = resolve(what)
+    server = create_server(target, name, host, port, max_body, concurrency, timeout, token)
+    bound, actual_port = server.server_address[:2]
+    shown = f"[{bound}]" if ":" in str(bound) else bound
+    announce(f"serving {name} on http://{shown}:{actual_port}/ (POST a PNG; GET /health)")
+    if not ipaddress.ip_address(bound).is_loopback:
+        announce(
+            f"warning: {bound} is reachable from other machines: anyone who can connect can "
+            f"query this model{'' if token else '; set --token to require a bearer token'}"
+        )
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = (
+        {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    )
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        server.server_close()
+        server.wait_idle(timeout)
+        announce(f"stopped after {server.queries} queries ({server.pixels} pixels)")
+
+
+def resolve(what: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """(callable, name) for a target spec or an imitator run folder (a folder with config.json)."""
+    path = Path(what)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is a folder but not a run folder: it has no config.json")
+        from onepair.imitator import Imitator
+
+        return Imitator.load(path).apply, str(path)
+    if "/" in what and ":" not in what:
+        raise ValueError(f"{what}: no such run folder (and not a target spec)")
+    from onepair.targets import load_target
+
+    target = load_target(what)
+    return target.model, target.spec
+
+
+def create_server(
+    target: Callable[[np.ndarray], np.ndarray],
+    name: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    max_body: int = 64 * 2**20,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+    token: str | None = None,
+) -> Server:
+    """A bound (not yet serving) :class:`Server`; call ``serve_forever()`` on it."""
+    if max_body < 1 or concurrency < 1 or timeout <= 0:
+        raise ValueError(
+            f"max_body={max_body}, concurrency={concurrency}, timeout={timeout}; expected all > 0"
+        )
+    return Server((host, port), target, name, max_body, concurrency, timeout, token or None)
+
+
+class Server(ThreadingHTTPServer):
+    """A threading HTTP server holding one target, its limits and its query counts."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        target: Callable[[np.ndarray], np.ndarray],
+        name: str,
+        max_body: int,
+        concurrency: int,
+        timeout: float,
+        token: str | None,
+    ):
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, Handler)
+        self.target, self.name, self.token = target, name, token
+        self.max_body, self.client_timeout = max_body, timeout
+        self.slots = threading.BoundedSemaphore(concurrency)
+        self.lock = threading.Lock()
+        self.busy = threading.Condition(self.lock)
+        self.queries = self.pixels = self.in_flight = 0
+
+    def run(self, image: np.ndarray) -> np.ndarray:
+        """Call the target, counting the query and tracking work in flight."""
+        with self.lock:
+            self.queries += 1
+            self.pixels += image.shape[0] * image.shape[1]
+            self.in_flight += 1
+        try:
+            return self.target(image)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+                self.busy.notify_all()
+
+    def wait_idle(self, timeout: float) -> None:
+        """Let images being processed finish (at most ``timeout`` seconds)."""
+        with self.busy:
+            self.busy.wait_for(lambda: self.in_flight == 0, timeout)
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Server
+    server_version = "onepair"
+
+    def setup(self) -> None:
+        self.timeout = self.server.client_timeout  # socket timeout for slow clients
+        super().setup()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if not self._authorized():
+            return
+        if path == "/health":
+            with self.server.lock:
+                health = {
+                    "what": self.server.name,
+                    "queries": self.server.queries,
+                    "pixels": self.server.pixels,
+                }
+            self._send(200, json.dumps(health).encode(), "application/json")
+        elif path in POST_PATHS:
+            self._text(200, f"onepair serving {self.server.name}: POST a PNG here; GET /health")
+        else:
+            self._text(404, f"no {path}; POST an image to / or /run, GET /health")
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if path not in POST_PATHS:
+            self._text(404, f"no {path}; POST an image to / or /run")
+            return
+        if not self._authorized():
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or self.headers.get("Transfer-Encoding"):
+            self._text(411, "Content-Length is required (chunked bodies are not accepted)")
+            return
+        try:
+            size = int(length)
+            if size < 0:
+                raise ValueError
+        except ValueError:
+            self._text(400, f"Content-Length is {length!r}; expected a byte count")
+            return
+        if size > self.server.max_body:
+            self._text(
+                413, f"body is {size} bytes; this server accepts at most {self.server.max_body}"
+            )
+            return
+        if not self.server.slots.acquire(timeout=self.server.client_timeout):
+            self._text(503, "busy: all processing slots stayed taken; retry later", retry=1)
+            return
+        try:
+            self._answer(size)
+        finally:
+            self.server.slots.release()
+
+    def _answer(self, size: int) -> None:
+        try:
+            body = self.rfile.read(size)
+        except OSError:  # the client stalled past the timeout or went away
+            self.close_connection = True
+            return
+        if len(body) < size:
+            self.close_connection = True
+            return
+        try:
+            image, bits = decode_image(body, "request body")
+        except ImageError as error:
+            kind = self.headers.get("Content-Type", "none")
+            self._text(400, f"{error} (content-type {kind}); expected a PNG or TIFF image")
+            return
+        try:
+            output = self.server.run(image)
+        except ValueError as error:  # the target says this image is wrong for it
+            self._text(422, f"{self.server.name} rejected a {shape_str(image)} image: {error}")
+            return
+        except Exception as error:  # report any failure of the model to the client
+            self._text(500, f"{self.server.name} failed: {type(error).__name__}: {error}")
+            return
+        try:
+            bits = 16 if bits > 8 else 8
+            if output.ndim == 3 and output.shape[2] > 4:
+                data, kind = encode_tiff(output, bits), "image/tiff"
+            else:
+                data, kind = encode_png(output, bits), "image/png"
+        except (ValueError, TypeError) as error:
+            self._text(500, f"{self.server.name} returned an unusable image: {error}")
+            return
+        self._send(200, data, kind)
+
+    def _authorized(self) -> bool:
+        expected = self.server.token
+        if expected is None:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return True
+        self._text(401, "missing or wrong token; send 'Authorization: Bearer TOKEN'")
+        return False
+
+    def _text(self, status: int, message: str, retry: int | None = None) -> None:
+        extra = {"Retry-After": str(retry)} if retry is not None else {}
+        if status == 401:
+            extra["WWW-Authenticate"] = "Bearer"
+        self._send(status, (message + "\n").encode(), "text/plain; charset=utf-8", extra)
+        if status >= 400 and self.command == "POST":
+            self._linger()
+
+    def _send(self, status: int, data: bytes, kind: str, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _linger(self, seconds: float = 2.0) -> None:
+        """Close after an early answer without resetting the connection under the client.
+
+        Closing a socket with an unread body sends a reset that can destroy the
+        answer before the client reads it; so stop writing, and read (and drop)
+        what the client still sends until it closes, for at most ``seconds``.
+        """
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                self.connection.settimeout(max(0.01, deadline - time.monotonic()))
+                if not self.connection.recv(1 << 16):
+                    break
+        except OSError:
+            pass

@@ -1,0 +1,275 @@
+"""``http://HOST:PORT/PATH`` -- a target that is a web API (the protocol of ``onepair serve``).
+
+Each query POSTs the image as a PNG body (``Content-Type: image/png``, 16-bit
+by default so nothing is lost; a TIFF for more than 4 channels) and reads an
+image back: a PNG, TIFF or JPEG body, recognised by its first bytes. Options
+after ``#``::
+
+    http://127.0.0.1:8765/run#timeout=20,retries=3,backoff=0.5,concurrency=2,bit_depth=16
+
+- ``timeout``: seconds each network step may wait (connecting, sending, each
+  read; a slow model must send its answer within this after the body arrived).
+- ``retries``: further attempts after a refused or reset connection, a
+  timeout, a 5xx answer, 408 or 429, waiting ``backoff``, ``2*backoff``,
+  ``4*backoff``... seconds before each (or the server's ``Retry-After`` when
+  longer), never more than ``timeout``.
+- ``concurrency``: requests in flight at once from this target (threads
+  sharing it wait for a slot).
+- ``bit_depth``: 8 or 16 bits per sample in the PNG sent.
+- ``token``: sent as ``Authorization: Bearer TOKEN``; empty means the
+  ``ONEPAIR_TOKEN`` environment variable, so the secret can stay out of the
+  spec (specs are stored in run folders and reports).
+
+A 4xx answer raises ValueError at once quoting the status and the start of
+the body; so does an answer that is not an image. When every attempt failed,
+RuntimeError names the URL, the number of attempts and the last failure.
+Only the standard library speaks HTTP (``http.client``); proxies are not used.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+
+import numpy as np
+
+from onepair.images import ImageError, _read_pillow, _read_tiff, as_image, quantize
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+RETRY_STATUSES = (408, 429)  # and every 5xx
+
+
+def open_target(
+    url: str,
+    timeout: float = 60.0,
+    retries: int = 3,
+    backoff: float = 0.5,
+    concurrency: int = 4,
+    bit_depth: int = 16,
+    token: str = "",
+) -> WebTarget:
+    """Check the URL and options once; return a callable that queries the API per image."""
+    return WebTarget(url, timeout, retries, backoff, concurrency, bit_depth, str(token))
+
+
+class WebTarget:
+    """``target(image) -> image`` over HTTP; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        concurrency: int = 4,
+        bit_depth: int = 16,
+        token: str = "",
+    ):
+        parts = urllib.parse.urlsplit(url.strip())
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"web target {url!r}: scheme is {parts.scheme!r}; expected http/https")
+        try:
+            port = parts.port
+        except ValueError as error:
+            raise ValueError(f"web target {url!r}: invalid port ({error})") from error
+        if not parts.hostname:
+            raise ValueError(f"web target {url!r} names no host; expected http://HOST:PORT/PATH")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                f"web target {url!r} holds credentials in the URL; pass a bearer token with "
+                "'#token=...' or the ONEPAIR_TOKEN environment variable instead"
+            )
+        checks = (
+            (timeout > 0, f"timeout is {timeout}; expected seconds > 0"),
+            (isinstance(retries, int) and retries >= 0, f"retries is {retries}; expected >= 0"),
+            (backoff >= 0, f"backoff is {backoff}; expected seconds >= 0"),
+            (
+                isinstance(concurrency, int) and concurrency >= 1,
+                f"concurrency is {concurrency}; expected an integer >= 1",
+            ),
+            (bit_depth in (8, 16), f"bit_depth is {bit_depth}; expected 8 or 16"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"web target {url!r}: {message}")
+        self.url = urllib.parse.urlunsplit(parts._replace(fragment=""))
+        self.__name__ = self.url
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, port
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
+        self.bit_depth = bit_depth
+        self._token = token or os.environ.get("ONEPAIR_TOKEN", "")
+        self._slots = threading.BoundedSemaphore(concurrency)
+
+    def __repr__(self) -> str:
+        return f"WebTarget({self.url!r})"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = as_image(image, "web target input")
+        if image.shape[2] <= 4:
+            body, content_type = encode_png(image, self.bit_depth), "image/png"
+        else:
+            body, content_type = encode_tiff(image, self.bit_depth), "image/tiff"
+        headers = {"Content-Type": content_type, "Accept": "image/png, image/tiff"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        attempts = self.retries + 1
+        last = ""
+        for attempt in range(attempts):
+            with self._slots:
+                try:
+                    status, reason, answer_headers, data = self._post(body, headers)
+                except ssl.SSLCertVerificationError as error:
+                    raise ValueError(f"{self.url}: TLS certificate rejected: {error}") from error
+                except (OSError, http.client.HTTPException) as error:  # refused, reset, timeout
+                    last = f"{type(error).__name__}: {error}"
+                    wait = self.backoff * 2**attempt
+                else:
+                    if status == 200:
+                        return self._decode(answer_headers, data)
+                    if status < 500 and status not in RETRY_STATUSES:
+                        raise ValueError(self._refusal(status, reason, answer_headers, data))
+                    last = f"status {status} {reason}: {_snippet(data)}"
+                    wait = max(self.backoff * 2**attempt, _retry_after(answer_headers))
+            if attempt + 1 < attempts:
+                time.sleep(min(wait, self.timeout))
+        raise RuntimeError(
+            f"{self.url}: no usable answer after {attempts} attempt{'s' * (attempts > 1)} "
+            f"(retries={self.retries}); last failure: {last}"
+        )
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, object, bytes]:
+        kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        connection = kind(self.host, self.port, timeout=self.timeout)
+        try:
+            try:
+                connection.request("POST", self.path, body, headers)
+            except (BrokenPipeError, ConnectionResetError) as error:
+                # The server may have answered early (413, 401) and stopped reading: use that.
+                try:
+                    response = connection.getresponse()
+                except (OSError, http.client.HTTPException):
+                    raise error from None
+            else:
+                response = connection.getresponse()
+            return response.status, response.reason, response.headers, response.read()
+        finally:
+            connection.close()
+
+    def _refusal(self, status: int, reason: str, headers: object, data: bytes) -> str:
+        if 300 <= status < 400:
+            where = headers.get("Location", "?")  # type: ignore[attr-defined]
+            return f"{self.url} answered {status} {reason}, a redirect to {where}; use that URL"
+        return f"{self.url} refused the image: {status} {reason}: {_snippet(data)}"
+
+    def _decode(self, headers: object, data: bytes) -> np.ndarray:
+        content_type = headers.get("Content-Type", "none")  # type: ignore[attr-defined]
+        try:
+            return decode_image(data)[0]
+        except ImageError as error:
+            raise ValueError(
+                f"{self.url} answered 200 but not with an image: {error} "
+                f"(content-type {content_type})"
+            ) from error
+
+
+# ----------------------------------------------------------------------------- in-memory codec
+
+
+def encode_png(image: np.ndarray, bit_depth: int = 16) -> bytes:
+    """PNG bytes of an (H, W, C<=4) image in [0, 1], 8- or 16-bit (clipped, rounded)."""
+    image = as_image(image)
+    if image.shape[2] > 4:
+        raise ImageError(f"PNG holds 1-4 channels, image has {image.shape[2]}")
+    data = quantize(image, bit_depth)
+    buffer = io.BytesIO()
+    if bit_depth == 8:
+        from PIL import Image
+
+        Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data).save(buffer, format="PNG")
+    else:
+        import png  # pypng: Pillow writes 16-bit colour PNGs only as 8-bit
+
+        height, width, planes = data.shape
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
+        png.from_array(data.reshape(height, width * planes), mode).write(buffer)
+    return buffer.getvalue()
+
+
+def encode_tiff(image: np.ndarray, bit_depth: int = 16) -> bytes:
+    """TIFF bytes of an (H, W, C) image: 8/16-bit integers (clipped) or 32-bit float."""
+    import tifffile
+
+    image = as_image(image)
+    data = image if bit_depth == 32 else quantize(image, bit_depth)
+    buffer = io.BytesIO()
+    tifffile.imwrite(
+        buffer,
+        data[:, :, 0] if image.shape[2] == 1 else data,
+        photometric="rgb" if image.shape[2] == 3 else "minisblack",
+        planarconfig="contig",
+    )
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, name: str = "body") -> tuple[np.ndarray, int]:
+    """Decode PNG, TIFF or JPEG bytes -> (float32 (H, W, C) image in [0, 1], bits per sample).
+
+    The format is recognised by its first bytes. Raises :class:`ImageError`
+    saying what arrived when the bytes are not a readable image.
+    """
+    head = bytes(data[:8])
+    if head.startswith(PNG_SIGNATURE):
+        kind = "PNG"
+    elif head[:4] in TIFF_SIGNATURES:
+        kind = "TIFF"
+    elif head.startswith(JPEG_SIGNATURE):
+        kind = "JPEG"
+    else:
+        what = f"{len(data)} bytes starting {_snippet(data)}" if data else "empty"
+        raise ImageError(f"{name} is not a PNG, TIFF or JPEG image: {what}")
+    try:
+        if kind == "PNG" and len(data) > 24 and data[24] == 16:
+            import png
+
+            width, height, rows, info = png.Reader(bytes=bytes(data)).asDirect()
+            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+            array = array.reshape(height, width, info["planes"])
+        elif kind == "TIFF":
+            array = _read_tiff(io.BytesIO(data))  # type: ignore[arg-type]
+        else:
+            array = _read_pillow(io.BytesIO(data))  # type: ignore[arg-type]
+    except ImageError as error:
+        raise ImageError(f"{name}: {error}") from error
+    except Exception as error:  # decoders raise many types; report them all the same way
+        raise ImageError(f"{name}: cannot read {len(data)} bytes as {kind}: {error}") from error
+    bits = 32 if np.issubdtype(array.dtype, np.floating) else min(8 * array.dtype.itemsize, 16)
+    return as_image(array, name), bits
+
+
+def _snippet(data: bytes, limit: int = 200) -> str:
+    """The start of a body for an error message: text if it decodes, else bytes."""
+    if not data:
+        return "(empty body)"
+    head = bytes(data[:limit])
+    try:
+        text = repr(head.decode("utf-8").strip())
+    except UnicodeDecodeError:
+        text = repr(head[:48])
+    return text + (f" ... ({len(data)} bytes)" if len(data) > limit else "")
+
+
+def _retry_after(headers: object) -> float:
+    value = headers.get("Retry-After", "")  # type: ignore[attr-defined]
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 0.0  # an HTTP date, or nothing: use the backoff alone
