@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from onepair import teachers
-from onepair.targets import classical, degrade, neural
+from onepair.targets import classical, degrade, effects, neural
 
 # name -> (function(image, **params), one-line description)
 MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
@@ -28,7 +28,7 @@ MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "wavelet-denoise": (classical.wavelet_denoise, "wavelet soft-threshold denoising, BayesShrink"),
     "bm3d": (
         classical.bm3d,
-        "BM3D denoising; optional package bm3d (non-commercial licence); slow, ~10-20 s",
+        "BM3D denoising; optional package bm3d (non-commercial licence); slow, 15-30 s",
     ),
     "cv-nl-means": (classical.cv_nl_means, "OpenCV fast non-local means, 8-bit"),
     "motion-blur": (classical.motion_blur, "linear motion blur, length pixels at angle (linear)"),
@@ -40,18 +40,18 @@ MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "clahe": (classical.clahe, "contrast-limited adaptive histogram equalisation"),
     "sobel": (classical.sobel, "Sobel gradient magnitude per channel"),
     "canny": (classical.canny, "Canny edge map per channel, 0/1"),
-    "bicubic-up": (classical.bicubic_up, "bicubic up-scaling by an integer factor (size x factor)"),
-    "lanczos-up": (classical.lanczos_up, "Lanczos-4 up-scaling by an integer factor"),
-    "jpeg": (classical.jpeg, "JPEG encode-decode round trip at a quality, gray or RGB"),
-    "stylization": (classical.stylization, "OpenCV stylization (watercolour-like), 8-bit"),
-    "detail-enhance": (classical.detail_enhance, "OpenCV detail enhancement, 8-bit"),
-    "edge-preserving": (classical.edge_preserving, "OpenCV edge-preserving filter, 8-bit"),
-    "grayscale": (classical.grayscale, "RGB -> 1-channel BT.709 luminance"),
-    "sepia": (classical.sepia, "sepia toning; gray input gives RGB"),
-    "gamma": (classical.gamma, "power law x ** gamma"),
-    "saturation": (classical.saturation, "HSV saturation times factor, RGB"),
+    "bicubic-up": (effects.bicubic_up, "bicubic up-scaling by an integer factor (size x factor)"),
+    "lanczos-up": (effects.lanczos_up, "Lanczos-4 up-scaling by an integer factor"),
+    "jpeg": (effects.jpeg, "JPEG encode-decode round trip at a quality, gray or RGB"),
+    "stylization": (effects.stylization, "OpenCV stylization (watercolour-like), 8-bit"),
+    "detail-enhance": (effects.detail_enhance, "OpenCV detail enhancement, 8-bit"),
+    "edge-preserving": (effects.edge_preserving, "OpenCV edge-preserving filter, 8-bit"),
+    "grayscale": (effects.grayscale, "RGB -> 1-channel BT.709 luminance"),
+    "sepia": (effects.sepia, "sepia toning; gray input gives RGB"),
+    "gamma": (effects.gamma, "power law x ** gamma"),
+    "saturation": (effects.saturation, "HSV saturation times factor, RGB"),
     "hed-stains": (
-        classical.hed_stains,
+        effects.hed_stains,
         "IHC stain separation: haematoxylin, eosin, DAB channels (rgb2hed, fixed scale)",
     ),
     **neural.MODELS,

@@ -1,11 +1,16 @@
-"""Classical image-processing models from scikit-image, each a pure function.
+"""Classical image-processing models, each a pure, deterministic function.
 
 Every function takes an image in the convention ((H, W, C) float32 in [0, 1])
-plus keyword parameters, and returns one; RGB is processed per channel or
-jointly as scikit-image does. The parameter defaults are those of the zoo.
+plus keyword parameters, and returns one; the parameter defaults are the
+zoo's (denoisers tuned for Gaussian noise of sigma 25 on the 0..255 scale).
+Sources: scikit-image and SciPy; OpenCV and the optional ``bm3d`` package are
+imported inside the functions. All keep the size and channel count. Resampling,
+JPEG, photo effects and colour transforms are in :mod:`onepair.targets.effects`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -97,4 +102,228 @@ def nl_means(
             fast_mode=True,
             channel_axis=_channels(image),
         )
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _per_channel(image: np.ndarray, function: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply a 2-D ``function`` to each channel and stack the results as float32 (H, W, C)."""
+    return np.stack([function(image[:, :, c]) for c in range(image.shape[2])], axis=-1).astype(
+        np.float32
+    )
+
+
+def _require_rgb(image: np.ndarray, name: str) -> None:
+    if image.shape[2] != 3:
+        raise ValueError(
+            f"{name} needs an RGB image (H, W, 3); got {'x'.join(map(str, image.shape))}"
+        )
+
+
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+def _gaussian_psf(sigma: float) -> np.ndarray:
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    psf = np.outer(g, g)
+    return psf / psf.sum()
+
+
+def _opencv_rgb8(
+    image: np.ndarray, name: str, function: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Run an OpenCV filter that needs 8-bit BGR: gray is replicated in and averaged out."""
+    if image.shape[2] not in (1, 3):
+        raise ValueError(
+            f"{name} needs a 1- or 3-channel image; got {'x'.join(map(str, image.shape))}"
+        )
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    out = function(np.ascontiguousarray(_to_u8(rgb)[:, :, ::-1]))[:, :, ::-1]
+    out = out.astype(np.float32) / 255.0
+    return out.mean(axis=2, keepdims=True) if image.shape[2] == 1 else np.ascontiguousarray(out)
+
+
+# ----------------------------------------------------------------------------- denoisers
+
+
+def wavelet_denoise(
+    image: np.ndarray, sigma: float = 25.0, wavelet: str = "db2", method: str = "BayesShrink"
+) -> np.ndarray:
+    """Wavelet soft-threshold denoising (scikit-image), noise ``sigma`` on the 0..255 scale.
+
+    RGB is denoised in YCbCr. Needs PyWavelets.
+    """
+    from skimage.restoration import denoise_wavelet
+
+    out = denoise_wavelet(
+        _squeeze(image).astype(np.float64),
+        sigma=sigma / 255.0,
+        wavelet=wavelet,
+        mode="soft",
+        method=method,
+        convert2ycbcr=image.shape[2] == 3,
+        channel_axis=_channels(image),
+        rescale_sigma=True,
+    )
+    return _restore(np.clip(out, 0.0, 1.0))
+
+
+def bm3d(image: np.ndarray, sigma: float = 25.0) -> np.ndarray:
+    """BM3D denoising (package ``bm3d``, optional), noise ``sigma`` on the 0..255 scale.
+
+    RGB uses the colour variant; other channel counts are denoised per channel.
+    Slow: about 15-30 s per 256x256 RGB image (one thread, so that it is deterministic).
+    """
+    try:
+        import bm3d as bm3d_package
+    except ImportError as error:
+        raise ValueError(
+            "target bm3d needs the optional package bm3d: pip install bm3d "
+            "(its licence allows non-commercial use only, so onepair does not install it)"
+        ) from error
+    noise = sigma / 255.0
+    profile = bm3d_package.BM3DProfile()
+    profile.num_threads = 1  # more threads change the sums' order: outputs differ by ~1e-7
+    if image.shape[2] == 3:
+        out = bm3d_package.bm3d_rgb(image.astype(np.float64), noise, profile)
+    else:
+        out = _per_channel(image.astype(np.float64), lambda c: bm3d_package.bm3d(c, noise, profile))
+    return _restore(np.clip(out, 0.0, 1.0))
+
+
+def cv_nl_means(
+    image: np.ndarray,
+    h: float = 24.0,
+    h_rgb: float = 15.0,
+    template_size: int = 7,
+    search_size: int = 21,
+) -> np.ndarray:
+    """OpenCV fast non-local means on the 8-bit image, strengths on the 0..255 scale.
+
+    Gray (and non-RGB channels, one by one) use ``h``; RGB uses the coloured
+    variant with ``h_rgb`` for both Lab luminance and colour. The defaults are
+    the best of a sweep under Gaussian noise of sigma 25 (astronaut, camera,
+    coffee crops). Output is quantised to 8 bits.
+    """
+    import cv2
+
+    args = (int(template_size), int(search_size))
+    if image.shape[2] == 3:
+        bgr = np.ascontiguousarray(_to_u8(image)[:, :, ::-1])
+        out = cv2.fastNlMeansDenoisingColored(bgr, None, h_rgb, h_rgb, *args)[:, :, ::-1]
+        return np.ascontiguousarray(out).astype(np.float32) / 255.0
+    return _per_channel(
+        image, lambda c: cv2.fastNlMeansDenoising(_to_u8(c), None, h, *args) / 255.0
+    )
+
+
+# ----------------------------------------------------------------------------- blur and deblur
+
+
+def motion_kernel(length: int, angle: float) -> np.ndarray:
+    """A normalised linear motion-blur kernel: a centred segment ``length`` pixels long.
+
+    ``angle`` is in degrees counter-clockwise from horizontal; the kernel is
+    (K, K) with K = ``length`` rounded up to odd, non-negative, summing to 1.
+    """
+    from scipy.ndimage import rotate
+
+    length = int(length)
+    if length < 1:
+        raise ValueError(f"motion blur length is {length}; expected a positive number of pixels")
+    size = length | 1
+    kernel = np.zeros((size, size))
+    kernel[size // 2, :] = 1.0
+    if length % 2 == 0:  # an even segment covers half of each end pixel
+        kernel[size // 2, [0, -1]] = 0.5
+    kernel = np.clip(rotate(kernel, angle, reshape=False, order=1, mode="constant"), 0.0, None)
+    return kernel / kernel.sum()
+
+
+def motion_blur(image: np.ndarray, length: int = 9, angle: float = 30.0) -> np.ndarray:
+    """Linear motion blur: ``length`` pixels along ``angle`` degrees, reflect borders (linear)."""
+    from scipy.ndimage import convolve
+
+    kernel = motion_kernel(length, angle)
+    return _per_channel(image, lambda c: convolve(c.astype(np.float64), kernel, mode="reflect"))
+
+
+def richardson_lucy(image: np.ndarray, sigma: float = 1.5, iterations: int = 15) -> np.ndarray:
+    """Richardson-Lucy deconvolution of a Gaussian PSF of std ``sigma`` pixels, per channel.
+
+    Each channel is reflect-padded by the PSF's size first (scikit-image
+    convolves with zero borders, which would darken the edges), then cropped.
+    """
+    from skimage.restoration import richardson_lucy as rl
+
+    psf = _gaussian_psf(sigma)
+    pad = psf.shape[0]
+
+    def run(channel: np.ndarray) -> np.ndarray:
+        padded = np.pad(channel.astype(np.float64), pad, mode="reflect")
+        return rl(padded, psf, num_iter=int(iterations), clip=True)[pad:-pad, pad:-pad]
+
+    return _per_channel(image, run)
+
+
+def wiener(image: np.ndarray, sigma: float = 1.5, balance: float = 0.01) -> np.ndarray:
+    """Wiener deconvolution of a Gaussian PSF of std ``sigma`` pixels, per channel, clipped.
+
+    Reflect-padded by the PSF's size first (the filter itself is periodic), then cropped.
+    """
+    from skimage.restoration import wiener as wiener_filter
+
+    psf = _gaussian_psf(sigma)
+    pad = psf.shape[0]
+
+    def run(channel: np.ndarray) -> np.ndarray:
+        padded = np.pad(channel.astype(np.float64), pad, mode="reflect")
+        return wiener_filter(padded, psf, balance)[pad:-pad, pad:-pad]
+
+    return np.clip(_per_channel(image, run), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- contrast and edges
+
+
+def clahe(image: np.ndarray, clip_limit: float = 0.01, tiles: int = 8) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation on ``tiles x tiles`` regions.
+
+    scikit-image's ``equalize_adapthist``: RGB is equalised on the HSV value;
+    other channel counts per channel.
+    """
+    from skimage.exposure import equalize_adapthist
+
+    size = (max(image.shape[0] // int(tiles), 1), max(image.shape[1] // int(tiles), 1))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return equalize_adapthist(x.astype(np.float64), kernel_size=size, clip_limit=clip_limit)
+
+    out = run(image) if image.shape[2] == 3 else _per_channel(image, run)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def sobel(image: np.ndarray) -> np.ndarray:
+    """Sobel gradient magnitude per channel, ``sqrt((gx^2 + gy^2) / 2)`` (scikit-image)."""
+    from skimage.filters import sobel as sobel_filter
+
+    return np.clip(
+        _per_channel(image, lambda c: sobel_filter(c.astype(np.float64), mode="reflect")), 0, 1
+    )
+
+
+def canny(image: np.ndarray, sigma: float = 1.5, low: float = 0.1, high: float = 0.2) -> np.ndarray:
+    """Canny edges per channel: a 0/1 map (float), hysteresis thresholds ``low``/``high``."""
+    from skimage.feature import canny as canny_edges
+
+    return _per_channel(
+        image,
+        lambda c: canny_edges(
+            c.astype(np.float64), sigma=sigma, low_threshold=low, high_threshold=high
+        ),
     )
