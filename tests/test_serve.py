@@ -28,12 +28,12 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from onepair.images import quantize
+from onepair.images import decode_image, encode_image, quantize
 from onepair.imitator import Imitator
 from onepair.models import build
 from onepair.serve import create_server
 from onepair.targets import load_target
-from onepair.targets.web import decode_image, encode_png, open_target
+from onepair.targets.web import open_target
 
 HALF_STEP_16 = 0.5 / 65535 + 1e-7  # rounding to 16 bits, plus float32 slack
 TOKEN = "s3cret-token"
@@ -210,7 +210,7 @@ def test_non_image_body_is_400(servers):
 def test_missing_content_length_is_411(servers):
     host, port = re.match(r"http://([\d.]+):(\d+)/", servers["blur"].url).groups()
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request("POST", "/", body=iter([encode_png(np.zeros((4, 4, 1)))]))  # chunked
+    connection.request("POST", "/", body=iter([encode_image(np.zeros((4, 4, 1)))]))  # chunked
     assert connection.getresponse().status == 411
     connection.close()
 
@@ -244,7 +244,7 @@ def test_busy_server_answers_503_with_retry_after(local_server):
         return image
 
     server, url = local_server(slow, concurrency=1, timeout=0.3)
-    body = encode_png(np.full((3, 3, 1), 0.5))
+    body = encode_image(np.full((3, 3, 1), 0.5))
     try:
         first = threading.Thread(target=_raw_post, args=(url, body, {}))
         first.start()
@@ -300,7 +300,7 @@ class Fake:
                 status, kind, data = fake.script[min(len(fake.requests), len(fake.script)) - 1]
                 if data is None:
                     image, bits = decode_image(body)
-                    data = encode_png(1 - image, bits)
+                    data = encode_image(1 - image, "png", bits)
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(data)))

@@ -13,6 +13,7 @@ float, any channel count) and NPY (float or integer arrays, never pickles).
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -144,12 +145,15 @@ def _png_bit_depth(path: Path) -> int:
 def _read_png(path: Path) -> np.ndarray:
     if _png_bit_depth(path) < 16:
         return _read_pillow(path)
+    return _read_png16(path.read_bytes())
+
+
+def _read_png16(data: bytes) -> np.ndarray:
     import png  # pypng: Pillow reads 16-bit colour PNGs only as 8-bit
 
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
+    width, height, rows, info = png.Reader(bytes=data).asDirect()
     array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-    return array.reshape(height, width, planes)
+    return array.reshape(height, width, info["planes"])
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -216,33 +220,90 @@ def _write(path: Path, image: np.ndarray, suffix: str, bit_depth: int) -> None:
     if suffix in NPY_SUFFIXES:
         np.save(path, image, allow_pickle=False)
         return
-    if suffix in TIFF_SUFFIXES:
+    kind = "tiff" if suffix in TIFF_SUFFIXES else "jpeg" if suffix in JPEG_SUFFIXES else "png"
+    if kind == "png" and bit_depth not in (8, 16):
+        raise ImageError(f"{path}: PNG is 8- or 16-bit; bit_depth={bit_depth} asked")
+    path.write_bytes(encode_image(image, kind, bit_depth))
+
+
+# ----------------------------------------------------------------------------- in memory
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+
+
+def encode_image(image: np.ndarray, kind: str = "png", bit_depth: int = 16) -> bytes:
+    """An image as the bytes of a ``png`` (1-4 channels, 8/16-bit), ``tiff`` (any
+    channels; 8/16-bit, or 32-bit float unclipped) or ``jpeg`` (1 or 3 channels,
+    8-bit, quality 95) file. Integer formats are clipped to [0, 1] and rounded."""
+    image = as_image(image)
+    buffer = io.BytesIO()
+    if kind == "tiff":
         import tifffile
 
         data = image if bit_depth == 32 else quantize(image, bit_depth)
-        photometric = "rgb" if image.shape[2] == 3 else "minisblack"
         tifffile.imwrite(
-            path,
+            buffer,
             data[:, :, 0] if image.shape[2] == 1 else data,
-            photometric=photometric,
+            photometric="rgb" if image.shape[2] == 3 else "minisblack",
             planarconfig="contig",
         )
-        return
-    if suffix in JPEG_SUFFIXES or bit_depth == 8:
+    elif kind == "jpeg" or (kind == "png" and bit_depth == 8):
         from PIL import Image
 
+        if image.shape[2] > (3 if kind == "jpeg" else 4) or image.shape[2] == 2 and kind == "jpeg":
+            raise ImageError(f"{kind.upper()} cannot hold {image.shape[2]} channels")
         data = quantize(image, 8)
         data = data[:, :, 0] if data.shape[2] == 1 else data
-        Image.fromarray(data).save(path, **({"quality": 95} if suffix in JPEG_SUFFIXES else {}))
-        return
-    if bit_depth != 16:
-        raise ImageError(f"{path}: PNG is 8- or 16-bit; bit_depth={bit_depth} asked")
-    import png
+        Image.fromarray(data).save(
+            buffer, format=kind.upper(), **({"quality": 95} if kind == "jpeg" else {})
+        )
+    elif kind == "png" and bit_depth == 16:
+        import png  # pypng: Pillow writes 16-bit colour PNGs only as 8-bit
 
-    data = quantize(image, 16)
-    height, width, planes = data.shape
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
-    png.from_array(data.reshape(height, width * planes), mode).save(str(path))
+        if image.shape[2] > 4:
+            raise ImageError(f"PNG holds 1-4 channels, image has {image.shape[2]}")
+        data = quantize(image, 16)
+        height, width, planes = data.shape
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
+        png.from_array(data.reshape(height, width * planes), mode).write(buffer)
+    else:
+        raise ValueError(
+            f"cannot encode {kind!r} at {bit_depth} bits; expected png 8/16, tiff 8/16/32 or jpeg 8"
+        )
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, name: str = "bytes") -> tuple[np.ndarray, int]:
+    """PNG, TIFF or JPEG bytes -> (image in the convention, bits per sample: 8, 16 or 32).
+
+    The format is recognised by its first bytes. Raises :class:`ImageError`
+    saying what arrived when the bytes are not a readable image.
+    """
+    head = bytes(data[:8])
+    if head.startswith(PNG_SIGNATURE):
+        kind = "PNG"
+    elif head[:4] in TIFF_SIGNATURES:
+        kind = "TIFF"
+    elif head.startswith(JPEG_SIGNATURE):
+        kind = "JPEG"
+    else:
+        what = f"{len(data)} bytes starting {bytes(data[:48])!r}" if data else "empty"
+        raise ImageError(f"{name} is not a PNG, TIFF or JPEG image: {what}")
+    try:
+        if kind == "PNG" and len(data) > 24 and data[24] == 16:
+            array = _read_png16(bytes(data))
+        elif kind == "TIFF":
+            array = _read_tiff(io.BytesIO(data))  # type: ignore[arg-type]
+        else:
+            array = _read_pillow(io.BytesIO(data))  # type: ignore[arg-type]
+    except ImageError as error:
+        raise ImageError(f"{name}: {error}") from error
+    except Exception as error:  # decoders raise many types; report them all the same way
+        raise ImageError(f"{name}: cannot read {len(data)} bytes as {kind}: {error}") from error
+    bits = 32 if np.issubdtype(array.dtype, np.floating) else min(8 * array.dtype.itemsize, 16)
+    return as_image(array, name), bits
 
 
 def match_channels(image: np.ndarray, channels: int, name: str = "image") -> np.ndarray:

@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onepair.images import ImageError, shape_str
-from onepair.targets.web import decode_image, encode_png, encode_tiff
+from onepair.images import ImageError, decode_image, encode_image, shape_str
 
 POST_PATHS = ("/", "/run")
 
@@ -247,9 +246,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             bits = 16 if bits > 8 else 8
             if output.ndim == 3 and output.shape[2] > 4:
-                data, kind = encode_tiff(output, bits), "image/tiff"
+                data, kind = encode_image(output, "tiff", bits), "image/tiff"
             else:
-                data, kind = encode_png(output, bits), "image/png"
+                data, kind = encode_image(output, "png", bits), "image/png"
         except (ValueError, TypeError) as error:
             self._text(500, f"{self.server.name} returned an unusable image: {error}")
             return

@@ -29,7 +29,6 @@ Only the standard library speaks HTTP (``http.client``); proxies are not used.
 from __future__ import annotations
 
 import http.client
-import io
 import os
 import ssl
 import threading
@@ -38,11 +37,8 @@ import urllib.parse
 
 import numpy as np
 
-from onepair.images import ImageError, _read_pillow, _read_tiff, as_image, quantize
+from onepair.images import ImageError, as_image, decode_image, encode_image
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-JPEG_SIGNATURE = b"\xff\xd8\xff"
 RETRY_STATUSES = (408, 429)  # and every 5xx
 
 
@@ -115,9 +111,9 @@ class WebTarget:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         image = as_image(image, "web target input")
         if image.shape[2] <= 4:
-            body, content_type = encode_png(image, self.bit_depth), "image/png"
+            body, content_type = encode_image(image, "png", self.bit_depth), "image/png"
         else:
-            body, content_type = encode_tiff(image, self.bit_depth), "image/tiff"
+            body, content_type = encode_image(image, "tiff", self.bit_depth), "image/tiff"
         headers = {"Content-Type": content_type, "Accept": "image/png, image/tiff"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -179,80 +175,6 @@ class WebTarget:
                 f"{self.url} answered 200 but not with an image: {error} "
                 f"(content-type {content_type})"
             ) from error
-
-
-# ----------------------------------------------------------------------------- in-memory codec
-
-
-def encode_png(image: np.ndarray, bit_depth: int = 16) -> bytes:
-    """PNG bytes of an (H, W, C<=4) image in [0, 1], 8- or 16-bit (clipped, rounded)."""
-    image = as_image(image)
-    if image.shape[2] > 4:
-        raise ImageError(f"PNG holds 1-4 channels, image has {image.shape[2]}")
-    data = quantize(image, bit_depth)
-    buffer = io.BytesIO()
-    if bit_depth == 8:
-        from PIL import Image
-
-        Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data).save(buffer, format="PNG")
-    else:
-        import png  # pypng: Pillow writes 16-bit colour PNGs only as 8-bit
-
-        height, width, planes = data.shape
-        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[planes] + ";16"
-        png.from_array(data.reshape(height, width * planes), mode).write(buffer)
-    return buffer.getvalue()
-
-
-def encode_tiff(image: np.ndarray, bit_depth: int = 16) -> bytes:
-    """TIFF bytes of an (H, W, C) image: 8/16-bit integers (clipped) or 32-bit float."""
-    import tifffile
-
-    image = as_image(image)
-    data = image if bit_depth == 32 else quantize(image, bit_depth)
-    buffer = io.BytesIO()
-    tifffile.imwrite(
-        buffer,
-        data[:, :, 0] if image.shape[2] == 1 else data,
-        photometric="rgb" if image.shape[2] == 3 else "minisblack",
-        planarconfig="contig",
-    )
-    return buffer.getvalue()
-
-
-def decode_image(data: bytes, name: str = "body") -> tuple[np.ndarray, int]:
-    """Decode PNG, TIFF or JPEG bytes -> (float32 (H, W, C) image in [0, 1], bits per sample).
-
-    The format is recognised by its first bytes. Raises :class:`ImageError`
-    saying what arrived when the bytes are not a readable image.
-    """
-    head = bytes(data[:8])
-    if head.startswith(PNG_SIGNATURE):
-        kind = "PNG"
-    elif head[:4] in TIFF_SIGNATURES:
-        kind = "TIFF"
-    elif head.startswith(JPEG_SIGNATURE):
-        kind = "JPEG"
-    else:
-        what = f"{len(data)} bytes starting {_snippet(data)}" if data else "empty"
-        raise ImageError(f"{name} is not a PNG, TIFF or JPEG image: {what}")
-    try:
-        if kind == "PNG" and len(data) > 24 and data[24] == 16:
-            import png
-
-            width, height, rows, info = png.Reader(bytes=bytes(data)).asDirect()
-            array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
-            array = array.reshape(height, width, info["planes"])
-        elif kind == "TIFF":
-            array = _read_tiff(io.BytesIO(data))  # type: ignore[arg-type]
-        else:
-            array = _read_pillow(io.BytesIO(data))  # type: ignore[arg-type]
-    except ImageError as error:
-        raise ImageError(f"{name}: {error}") from error
-    except Exception as error:  # decoders raise many types; report them all the same way
-        raise ImageError(f"{name}: cannot read {len(data)} bytes as {kind}: {error}") from error
-    bits = 32 if np.issubdtype(array.dtype, np.floating) else min(8 * array.dtype.itemsize, 16)
-    return as_image(array, name), bits
 
 
 def _snippet(data: bytes, limit: int = 200) -> str:
