@@ -143,3 +143,37 @@ def test_palette_and_bilevel_pngs_become_rgb_and_gray(tmp_path):
     Image.new("1", (5, 3), 1).save(tmp_path / "b.png")
     bilevel = load_image(tmp_path / "b.png")
     assert bilevel.shape == (3, 5, 1) and bilevel.min() == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "bits", "channels", "tolerance"),
+    [
+        ("png", 8, 3, 0.5 / 255),
+        ("png", 16, 1, 0.5 / 65535),
+        ("png", 16, 4, 0.5 / 65535),
+        ("tiff", 16, 5, 0.5 / 65535),
+        ("tiff", 32, 3, 0.0),
+        ("jpeg", 8, 3, None),  # lossy: judged by its mean error
+    ],
+)
+def test_bytes_round_trip(photo, kind, bits, channels, tolerance):
+    from onepair.images import decode_image, encode_image
+
+    image = np.concatenate([photo, photo[..., :2]], axis=2)[..., :channels]
+    back, depth = decode_image(encode_image(image, kind, bits))
+    assert back.shape == image.shape and depth == bits
+    if tolerance is None:
+        assert np.abs(back - image).mean() < 0.02
+    else:
+        assert np.abs(back - image).max() <= tolerance + 1e-7
+
+
+def test_decode_says_what_arrived():
+    from onepair.images import ImageError, decode_image, encode_image
+
+    with pytest.raises(ImageError, match=r"reply is not a PNG, TIFF or JPEG image: 15 bytes"):
+        decode_image(b"<html>oops</html>"[:15], "reply")
+    with pytest.raises(ImageError, match="cannot read 40 bytes as PNG"):
+        decode_image(encode_image(np.zeros((8, 8, 1)), "png", 16)[:40], "reply")
+    with pytest.raises(ValueError, match="cannot encode 'gif'"):
+        encode_image(np.zeros((8, 8, 1)), "gif", 8)
