@@ -274,7 +274,7 @@ def targets_command() -> None:
         "adapters take options after '#', e.g. onnx:m.onnx#layout=nhwc"
     )
     for column in ("kind", "spec with defaults", "what it is"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in describe():
         table.add_row(*row)
     out.print(table)
