@@ -43,6 +43,10 @@ def test_every_classical_model_runs_and_is_deterministic(name, photo):
 @pytest.mark.parametrize("name", FRONTS)
 def test_every_degradation_runs_and_is_seeded(name, photo):
     random = name in ("noise", "poisson")
+    if name == "hematoxylin":  # RGB slide -> one stain channel
+        out = load_target("hematoxylin|identity").degrade(photo, seed=1)
+        check_image(out, (*photo.shape[:2], 1), name)
+        return
     for image in (photo, photo[:, :, :1]):
         target = load_target(f"{name}|identity")
         out = target.degrade(image, seed=1)
@@ -252,3 +256,17 @@ def test_missing_bm3d_names_the_package_and_its_licence(photo, monkeypatch):
     monkeypatch.setitem(sys.modules, "bm3d", None)  # makes `import bm3d` fail
     with pytest.raises(ValueError, match="pip install bm3d.*non-commercial"):
         load_target("bm3d")(photo)
+
+
+def test_hematoxylin_front_end_is_the_stain_of_the_ihc_slide():
+    from skimage.color import rgb2hed
+
+    from onepair.samples import sample
+
+    ihc = sample("ihc", 128)
+    h = load_target("hematoxylin|identity").degrade(ihc)[..., 0]
+    reference = rgb2hed(ihc)[..., 0]
+    assert np.corrcoef(h.ravel(), reference.ravel())[0, 1] > 0.999
+    assert h.min() == 0.0 and h.max() == 1.0
+    with pytest.raises(ValueError, match="needs an RGB image"):
+        load_target("hematoxylin|identity").degrade(ihc[..., :1])

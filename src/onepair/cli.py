@@ -264,6 +264,44 @@ def query_command(
     )
 
 
+@app.command("extract")
+def extract_command(
+    figure: Path = typer.Argument(..., help="the published figure (PNG, JPEG, TIFF)"),
+    input_box: list[str] = typer.Option(
+        ..., "--input-box", help="x,y,w,h of an input panel in figure pixels; repeatable"
+    ),
+    output_box: list[str] = typer.Option(
+        ..., "--output-box", help="x,y,w,h of its output panel; repeatable, in the same order"
+    ),
+    out_dir: Path = typer.Option(
+        ..., "-o", "--out", help="folder for input.png, output.png, extract.json (pair-N/ each)"
+    ),
+    receptive_field: int = typer.Option(31, help="warn when the clean crop is smaller than this"),
+) -> None:
+    """Cut registered input/output pairs out of a published figure, ready for `onepair fit`."""
+    from onepair.figures import extract_figure
+
+    try:
+        results = extract_figure(figure, input_box, output_box, out_dir, receptive_field)
+    except (ValueError, OSError) as error:
+        _fail(str(error))
+    for i, r in enumerate(results, 1):
+        dy, dx = r.shift
+        out.print(
+            f"pair {i}: input {r.input.shape[0]}x{r.input.shape[1]} at {r.input_box}, "
+            f"scale {r.scale}, shift ({dy:+.2f}, {dx:+.2f}) px, {len(r.warnings)} warning(s)",
+            highlight=False,
+        )
+        for warning in r.warnings:
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    folders = (
+        [str(out_dir)]
+        if len(results) == 1
+        else [str(out_dir / f"pair-{i}") for i in range(1, len(results) + 1)]
+    )
+    out.print(f"wrote {out_dir}; fit with: onepair fit {' '.join(folders)} -o RUN", highlight=False)
+
+
 @app.command("targets")
 def targets_command() -> None:
     """List the zoo's targets, degradations and adapters with their default parameters."""

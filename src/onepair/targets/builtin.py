@@ -65,4 +65,8 @@ DEGRADATIONS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
     "blur": (degrade.blur, "Gaussian blur, sigma in pixels"),
     "downscale": (degrade.downscale, "area down-scaling by an integer factor (size / factor)"),
     "jpeg": (degrade.jpeg, "JPEG compression at a quality"),
+    "hematoxylin": (
+        degrade.hematoxylin,
+        "RGB IHC slide -> its haematoxylin stain channel (the input of teacher-stain)",
+    ),
 }

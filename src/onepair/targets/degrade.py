@@ -64,3 +64,15 @@ def jpeg(
 ) -> np.ndarray:
     """JPEG compression at ``quality`` (:func:`effects.jpeg`; deterministic, ``rng`` unused)."""
     return effects.jpeg(image, quality=quality, subsample=subsample)
+
+
+def hematoxylin(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The haematoxylin stain of an RGB IHC image, (H, W, 3) -> (H, W, 1) in [0, 1].
+
+    The front end of virtual staining (``hematoxylin|teacher-stain``): the single
+    grey channel the stain teacher turns into the RGB slide. Deterministic
+    (``rng`` unused); :func:`onepair.teacher_data.stain_input`.
+    """
+    from onepair.teacher_data import stain_input
+
+    return stain_input(image)

@@ -1,0 +1,536 @@
+"""Cut an example pair out of a published figure (DESIGN.md, user 3).
+
+A paper or brochure often shows a model's input and output side by side. The
+user draws a rough box around each panel; :func:`extract` turns the two crops
+into a pair whose pixels correspond:
+
+1. crop both panels (``Box = (x, y, w, h)`` in figure pixels);
+2. the scale ``k`` (1..8) is the box-size ratio rounded; when the ratio is
+   further than ``scale_tolerance`` from ``k``, the output panel is also
+   resampled to exactly ``k`` times the input's size, and whichever version
+   registers better (luminance correlation) is kept: sloppy boxes keep the
+   panel as it is, a panel shown resampled is resampled back, with a warning;
+3. the input panel is brought to the output's scale (bicubic) and both to
+   luminance; sub-pixel phase correlation (Hann window, upsampled DFT, the
+   cross-power spectrum divided by the square root of its magnitude: pure
+   phase correlation lets the noise in a blurred panel's empty high
+   frequencies pull the peak) gives the offset of the output panel. After a
+   first trim (step 4) the clean parts are registered again, free of the
+   labels' and frames' pull; cubic-spline interpolation undoes the offset
+   (none when it is within ``snap`` of an integer);
+4. trimming keeps the largest axis-aligned rectangle free of (a) rows and
+   columns lost to the offset, (b) near-uniform rows and columns at the
+   panel edges (white gutters, frame lines) and (c) pixels in the edge band
+   (a fifth of the size) where the output is badly predicted from the input:
+   a 5x5 linear filter per channel pair, fitted by robust least squares,
+   explains a blur, a sharpening or a colour map, not text labels, arrows or
+   frames drawn on one panel. Labels in a panel's middle are not looked for;
+5. warnings (also logged to "onepair"): JPEG blockiness, a crop smaller than
+   the receptive field, a large residual (maybe not the same image), a
+   non-integer scale.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from onepair.images import as_image, load_image, match_channels, save_image
+from onepair.pairs import Pair
+
+log = logging.getLogger("onepair")
+
+Box = tuple[int, int, int, int]  # x, y, width, height in figure pixels
+
+BLOCKINESS_THRESHOLD = 1.035  # calibrated in tests: clean photos <= 1.025, JPEG q75 >= 1.04
+RESIDUAL_WARNING = 0.5  # R^2 of the linear prediction below this: maybe not the same image
+KERNEL = 5  # size of the linear filter that predicts the output from the input
+
+
+@dataclass
+class Extracted:
+    """A pair cut from a figure, with how it was cut.
+
+    ``input`` is (h, w, Ci) and ``output`` (k*h, k*w, Co), in the image
+    convention. ``shift`` (dy, dx) is where, in output-panel pixels, the
+    output crop shows the input crop's origin (``output_crop[y + dy, x + dx]``
+    corresponds to ``input_crop[y, x]`` times k), as measured;
+    ``shift_applied`` is what was undone (snapped to integers when close).
+    ``input_box`` and ``output_box`` are the kept regions in figure pixels
+    (the output's rounded for a fractional shift or a resampled panel);
+    ``r2`` is the share of the output's variance the linear prediction explains.
+    """
+
+    input: np.ndarray
+    output: np.ndarray
+    scale: int
+    shift: tuple[float, float]
+    shift_applied: tuple[float, float]
+    input_box: Box
+    output_box: Box
+    measured_scale: float
+    blockiness: float
+    r2: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pair(self) -> Pair:
+        return Pair.of(self.input, self.output)
+
+    def details(self) -> dict[str, object]:
+        """What ``extract.json`` holds: boxes, shift, scale, measures, warnings."""
+        return {
+            "input_box": list(self.input_box),
+            "output_box": list(self.output_box),
+            "input_shape": list(self.input.shape),
+            "output_shape": list(self.output.shape),
+            "scale": self.scale,
+            "measured_scale": round(self.measured_scale, 4),
+            "shift": [round(s, 3) for s in self.shift],
+            "shift_applied": [round(s, 3) for s in self.shift_applied],
+            "blockiness": round(self.blockiness, 4),
+            "r2": round(self.r2, 4),
+            "warnings": self.warnings,
+        }
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``input.png``, ``output.png`` (16-bit) and ``extract.json`` to ``out_dir``."""
+        out = Path(out_dir)
+        save_image(out / "input.png", self.input, bit_depth=16)
+        save_image(out / "output.png", self.output, bit_depth=16)
+        tmp = out / f".extract.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(self.details(), indent=2) + "\n")
+        os.replace(tmp, out / "extract.json")
+        return out
+
+
+def parse_box(text: str) -> Box:
+    """``"x,y,w,h"`` -> (x, y, w, h): integers, x and y >= 0, w and h > 0.
+
+    >>> parse_box("10, 20, 160, 120")
+    (10, 20, 160, 120)
+    """
+    parts = str(text).split(",")
+    expected = "expected x,y,w,h: four integers in figure pixels, e.g. 10,20,160,160"
+    if len(parts) != 4:
+        raise ValueError(f"box {text!r} has {len(parts)} field(s); {expected}")
+    try:
+        x, y, w, h = (int(p.strip()) for p in parts)
+    except ValueError:
+        raise ValueError(f"box {text!r} holds a value that is not an integer; {expected}") from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ValueError(f"box {text!r}: x, y must be >= 0 and w, h > 0; {expected}")
+    return x, y, w, h
+
+
+def check_box(box: Sequence[int], figure: np.ndarray, name: str = "box") -> Box:
+    """The box as a tuple, or an error saying the figure's size if it leaves the figure."""
+    if len(box) != 4:
+        raise ValueError(f"{name} is {tuple(box)}; expected (x, y, w, h)")
+    x, y, w, h = (int(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{name} {(x, y, w, h)} is empty; w and h must be > 0")
+    height, width = figure.shape[:2]
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise ValueError(
+            f"{name} (x={x}, y={y}, w={w}, h={h}) spans x {x}..{x + w}, y {y}..{y + h}, "
+            f"which leaves the figure: it is {width} pixels wide and {height} high"
+        )
+    return x, y, w, h
+
+
+def blockiness(image: np.ndarray, smooth: float = 0.05) -> float:
+    """JPEG 8x8 blockiness: about 1 for a clean image, above 1 where block edges show.
+
+    On luminance, ``d[j]`` = |I[:, j+1] - I[:, j]|. Only differences that,
+    with both neighbours ``d[j-1]`` and ``d[j+1]``, are below ``smooth`` count
+    (smooth areas: frame lines, text and edges drop out; JPEG steps show best
+    there). ``S_p`` is the mean counted ``d`` at column phase p = j mod 8; the
+    statistic is the largest ``S_p`` over the second largest: any grid origin
+    is found, and the period-2 or -4 pattern of an upscaled image ties and
+    gives 1. Rows likewise; the result is the mean of both.
+    Clean photographs (also upscaled ones) give at most 1.025, JPEG quality 75
+    gives 1.04 (grass, the hardest texture) to 2 (tests calibrate the threshold).
+    """
+    gray = match_channels(as_image(image), 1)[:, :, 0].astype(np.float64)
+    ratios = []
+    for a in (gray, gray.T):
+        d = np.abs(np.diff(a, axis=1))
+        if d.shape[1] < 18:
+            return 1.0
+        inner = d[:, 1:-1]
+        counted = (d[:, :-2] < smooth) & (inner < smooth) & (d[:, 2:] < smooth)
+        phase = (np.arange(1, d.shape[1] - 1) % 8)[None, :].repeat(d.shape[0], axis=0)
+        sums = np.bincount(phase[counted], weights=inner[counted], minlength=8)
+        counts = np.bincount(phase[counted], minlength=8)
+        means = sums / np.maximum(counts, 1)
+        second, first = np.sort(means)[-2:]
+        ratios.append(first / second if second > 1e-12 else 1.0)
+    return float(np.mean(ratios))
+
+
+def extract(
+    figure: np.ndarray,
+    input_box: Sequence[int],
+    output_box: Sequence[int],
+    receptive_field: int = 31,
+    max_scale: int = 8,
+    scale_tolerance: float = 0.04,
+    upsample_factor: int = 50,
+    snap: float = 0.1,
+    gray: bool | None = None,
+) -> Extracted:
+    """Cut a registered, trimmed input/output pair out of ``figure`` (H, W, C) in [0, 1].
+
+    A measured shift within ``snap`` pixels of an integer is applied as that
+    integer (no interpolation: registration is this accurate anyway), and
+    ``Extracted.shift`` is the one measured. ``gray=None`` stores a panel
+    whose colour channels agree (within 4/255) as one channel;
+    ``True``/``False`` forces it. Raises ``ValueError`` for a
+    box outside the figure or when nothing clean is left.
+
+    >>> figure = load_image("fig2.png")  # doctest: +SKIP
+    >>> extract(figure, (12, 40, 256, 256), (290, 40, 256, 256)).save("pair/")  # doctest: +SKIP
+    """
+    figure = as_image(figure, "figure")
+    figure = figure[:, :, :3] if figure.shape[2] == 4 else figure  # drop alpha
+    ix, iy, iw, ih = check_box(input_box, figure, "input box")
+    ox, oy, ow, oh = check_box(output_box, figure, "output box")
+    warnings: list[str] = []
+    x = figure[iy : iy + ih, ix : ix + iw]
+    y = figure[oy : oy + oh, ox : ox + ow]
+
+    ratio = math.sqrt((oh / ih) * (ow / iw))
+    k = int(min(max(round(ratio), 1), max_scale))
+    offset, score = _register(x, y, k, upsample_factor)
+    resampled = abs(ratio / k - 1.0) > scale_tolerance
+    if resampled:  # a resampled panel, or only sloppy boxes? the better registration decides
+        from skimage.transform import rescale
+
+        y2 = rescale(y, k / ratio, order=3, channel_axis=-1, anti_aliasing=k < ratio)
+        y2 = np.clip(y2, 0.0, 1.0).astype(np.float32)
+        offset2, score2 = _register(x, y2, k, upsample_factor)
+        resampled = score2 > score
+        if resampled:
+            y, offset = y2, offset2
+            warnings.append(
+                f"the output panel is shown {ratio:.3f} times the input's size, not an integer "
+                f"factor: it was resampled to {k}x; resampling blurs it, so the fit learns that too"
+            )
+    applied = np.where(np.abs(offset - np.round(offset)) <= snap, np.round(offset), offset)
+    rows, cols = _valid(applied, y.shape[:2], k, (ih, iw))
+    (r0, r1), (c0, c1), r2 = _trim(x, _shift(y, applied, (k * ih, k * iw)), k, rows, cols)
+    # second pass: labels, frames and gutters biased the first; register the clean parts
+    dy, dx = (int(v) for v in np.round(offset))
+    part = y[k * r0 + dy : k * r1 + dy, k * c0 + dx : k * c1 + dx]
+    inside = min(k * r0 + dy, k * c0 + dx) >= 0 and min(r1 - r0, c1 - c0) >= 16
+    if inside and part.shape[:2] == (k * (r1 - r0), k * (c1 - c0)):
+        offset = np.array([dy, dx]) + _register(x[r0:r1, c0:c1], part, k, upsample_factor)[0]
+        applied = np.where(np.abs(offset - np.round(offset)) <= snap, np.round(offset), offset)
+        (a0, a1), (b0, b1) = _valid(applied, y.shape[:2], k, (ih, iw))
+        r0, r1, c0, c1 = max(r0, a0), min(r1, a1), max(c0, b0), min(c1, b1)
+    y = _shift(y, applied, (k * ih, k * iw))
+    x, y = x[r0:r1, c0:c1], y[k * r0 : k * r1, k * c0 : k * c1]
+    if gray is not False:
+        x, y = _maybe_gray(x, force=gray), _maybe_gray(y, force=gray)
+
+    block = blockiness(figure)
+    if block > BLOCKINESS_THRESHOLD:
+        warnings.append(
+            f"the figure shows JPEG compression (8x8 blockiness {block:.2f} > "
+            f"{BLOCKINESS_THRESHOLD}): the imitator may learn its artefacts; use a lossless "
+            "source (PDF, PNG) if there is one"
+        )
+    if min(r1 - r0, c1 - c0) < receptive_field:
+        warnings.append(
+            f"the clean crop is {r1 - r0}x{c1 - c0} input pixels, smaller than the receptive "
+            f"field {receptive_field}x{receptive_field}: too little to learn the model from"
+        )
+    if r2 < RESIDUAL_WARNING:
+        warnings.append(
+            f"after registration a linear filter explains only {100 * max(r2, 0):.0f}% of the "
+            "output's variance: the panels may not show the same image, or the boxes are off"
+        )
+    for message in warnings:
+        log.warning("extract: %s", message)
+    scale_y, scale_x = (oh / (k * ih), ow / (k * iw)) if resampled else (1.0, 1.0)
+    out_box = (
+        int(round(ox + (k * c0 + applied[1]) * scale_x)),
+        int(round(oy + (k * r0 + applied[0]) * scale_y)),
+        int(round(k * (c1 - c0) * scale_x)),
+        int(round(k * (r1 - r0) * scale_y)),
+    )
+    return Extracted(
+        input=x,
+        output=y,
+        scale=k,
+        shift=(float(offset[0]), float(offset[1])),
+        shift_applied=(float(applied[0]), float(applied[1])),
+        input_box=(ix + c0, iy + r0, c1 - c0, r1 - r0),
+        output_box=out_box,
+        measured_scale=ratio,
+        blockiness=block,
+        r2=r2,
+        warnings=warnings,
+    )
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    return match_channels(image, 1)[:, :, 0].astype(np.float64)
+
+
+def _register(
+    x: np.ndarray, y: np.ndarray, k: int, upsample_factor: int
+) -> tuple[np.ndarray, float]:
+    """(dy, dx) in output pixels where ``y`` shows the origin of ``x`` brought to scale k,
+    and the correlation of their luminances overlapped at that shift (how well they match).
+    """
+    from skimage.registration import phase_cross_correlation
+    from skimage.transform import resize
+
+    ref = _luminance(x)
+    if k > 1:
+        ref = resize(ref, (k * ref.shape[0], k * ref.shape[1]), order=3, mode="reflect")
+    mov = _luminance(y)
+    h, w = min(ref.shape[0], mov.shape[0]), min(ref.shape[1], mov.shape[1])
+    window = np.outer(np.hanning(h), np.hanning(w))
+    a, b = ref[:h, :w], mov[:h, :w]
+    a, b = (a - a.mean()) * window, (b - b.mean()) * window
+    fa, fb = np.fft.fft2(a), np.fft.fft2(b)
+    power = np.abs(fa * np.conj(fb))
+    fa /= np.sqrt(np.maximum(power, 1e-12 * power.max()))  # half-way to phase-only
+    shift, _, _ = phase_cross_correlation(
+        fa, fb, upsample_factor=upsample_factor, space="fourier", normalization=None
+    )
+    dy, dx = (int(round(-s)) for s in shift)
+    a = ref[max(0, -dy) : mov.shape[0] - dy, max(0, -dx) : mov.shape[1] - dx]
+    b = mov[max(0, dy) : max(0, dy) + a.shape[0], max(0, dx) : max(0, dx) + a.shape[1]]
+    a = a[: b.shape[0], : b.shape[1]]
+    score = np.corrcoef(a.ravel(), b.ravel())[0, 1] if min(a.shape) > 1 else 0.0
+    return -np.asarray(shift, dtype=np.float64), float(np.nan_to_num(score))
+
+
+def _shift(y: np.ndarray, offset: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``out[j, l] = y[j + dy, l + dx]`` on a grid of ``shape`` (cubic spline, edges nearest)."""
+    from scipy.ndimage import map_coordinates
+
+    grid = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    grid[0] += offset[0]
+    grid[1] += offset[1]
+    channels = [
+        map_coordinates(y[:, :, c].astype(np.float64), grid, order=3, mode="nearest")
+        for c in range(y.shape[2])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def _valid(
+    offset: np.ndarray, y_shape: tuple[int, int], k: int, size: tuple[int, int]
+) -> list[tuple[int, int]]:
+    """Input rows and columns [first, last) whose output pixels came from inside the panel."""
+    spans = []
+    for off, n_out, n_in in zip(offset, y_shape, size, strict=True):
+        margin = 0.0 if abs(off - round(off)) < 1e-3 else 1.0  # spline edge support
+        low, high = -off + margin, n_out - 1 - off - margin
+        first = max(0, math.ceil(low / k - 1e-9))
+        last = min(n_in, math.floor((high - k + 1) / k + 1e-9) + 1)
+        if last - first < 1:
+            raise ValueError(
+                f"after registration (offset {off:+.2f} output pixels) the output panel covers "
+                "none of the input panel; check that the boxes show the same image"
+            )
+        spans.append((first, last))
+    return spans
+
+
+def _trim(
+    x: np.ndarray, y: np.ndarray, k: int, rows: tuple[int, int], cols: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int], float]:
+    """The largest clean rectangle of input pixels, and R^2 of the linear prediction in it.
+
+    Clean: inside the registered span, not in a near-uniform edge row or column
+    of either panel, and not (within the edge band, a fifth of the size) where
+    the smoothed residual of the linear prediction is an outlier (median + 8
+    robust sigma, at least twice the median and 0.01), dilated by 4 pixels (the
+    smoothing radius, and a margin for faint glyph edges).
+    """
+    from scipy.ndimage import binary_dilation, uniform_filter
+
+    h, w = x.shape[:2]
+    valid = np.zeros((h, w), bool)
+    valid[rows[0] : rows[1], cols[0] : cols[1]] = True
+    y_small = y.reshape(h, k, w, k, -1).mean(axis=(1, 3))
+    for image in (x, y_small):
+        valid = _strip_uniform(image, valid)
+    x_up = _upscale(x, k)
+    prediction = _predict(x_up, y, np.kron(valid, np.ones((k, k), bool)))
+    error = ((y - prediction) ** 2).mean(axis=2).reshape(h, k, w, k).mean(axis=(1, 3))
+    smooth = uniform_filter(np.sqrt(error), 5, mode="nearest")
+    inside = smooth[valid]
+    median = float(np.median(inside))
+    sigma = 1.4826 * float(np.median(np.abs(inside - median)))
+    rr, cc = np.nonzero(valid)
+    top, bottom, left, right = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
+    band_r, band_c = max(8, (bottom - top) // 5), max(8, (right - left) // 5)
+    band = np.zeros((h, w), bool)
+    band[top : top + band_r] = band[bottom - band_r : bottom] = True
+    band[:, left : left + band_c] = band[:, right - band_c : right] = True
+    bad = (smooth > max(median + 8 * sigma, 2 * median, 0.01)) & band
+    clean = valid & ~binary_dilation(bad, iterations=4)
+    (r0, r1), (c0, c1) = _largest_rectangle(clean)
+    if min(r1 - r0, c1 - c0) < 4:
+        raise ValueError(
+            f"no clean region of at least 4x4 pixels is left in the {h}x{w} input panel after "
+            "trimming borders and labels; draw the boxes tighter around the panels"
+        )
+    truth = y[k * r0 : k * r1, k * c0 : k * c1]
+    guess = prediction[k * r0 : k * r1, k * c0 : k * c1]
+    total = float(((truth - truth.mean(axis=(0, 1))) ** 2).sum())
+    r2 = 1.0 - float(((truth - guess) ** 2).sum()) / total if total > 0 else 1.0
+    return (r0, r1), (c0, c1), r2
+
+
+def _strip_uniform(image: np.ndarray, valid: np.ndarray, tol: float = 0.04) -> np.ndarray:
+    """``valid``'s rectangle without edge rows/columns of near-constant colour.
+
+    A row (column) is near-constant when 90% of its pixels lie within ``tol``
+    of its median in every channel. Rows, columns, then rows again are
+    stripped from each edge inwards, so a frame's corners do not hide it.
+    """
+    rr, cc = np.nonzero(valid)
+    r0, r1, c0, c1 = rr.min(), rr.max() + 1, cc.min(), cc.max() + 1
+
+    def flat(line: np.ndarray) -> bool:
+        near = np.abs(line - np.median(line, axis=0)) <= tol
+        return bool(near.all(axis=-1).mean() >= 0.9)
+
+    for axis in (0, 1, 0):
+        if axis == 0:
+            while r1 - r0 > 1 and flat(image[r0, c0:c1]):
+                r0 += 1
+            while r1 - r0 > 1 and flat(image[r1 - 1, c0:c1]):
+                r1 -= 1
+        else:
+            while c1 - c0 > 1 and flat(image[r0:r1, c0]):
+                c0 += 1
+            while c1 - c0 > 1 and flat(image[r0:r1, c1 - 1]):
+                c1 -= 1
+    kept = np.zeros_like(valid)
+    kept[r0:r1, c0:c1] = True
+    return valid & kept
+
+
+def _upscale(x: np.ndarray, k: int) -> np.ndarray:
+    if k == 1:
+        return x
+    from skimage.transform import resize
+
+    shape = (k * x.shape[0], k * x.shape[1], x.shape[2])
+    return resize(x, shape, order=3, mode="reflect", anti_aliasing=False).astype(np.float32)
+
+
+def _predict(x: np.ndarray, y: np.ndarray, mask: np.ndarray, samples: int = 8_000) -> np.ndarray:
+    """``y`` predicted from same-size ``x`` by a KERNEL x KERNEL filter per channel pair + bias.
+
+    Least squares (normal equations, a tiny ridge) on up to ``samples`` pixels
+    of ``mask``, refitted once without the pixels whose residual exceeds three times the median.
+    """
+    from scipy.ndimage import correlate
+
+    pad = KERNEL // 2
+    rr, cc = np.nonzero(mask)
+    if rr.size > samples:
+        keep = np.random.default_rng(0).choice(rr.size, samples, replace=False)
+        rr, cc = rr[keep], cc[keep]
+    padded = np.pad(x.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    columns = [
+        padded[rr + dy, cc + dx, c]
+        for c in range(x.shape[2])
+        for dy in range(KERNEL)
+        for dx in range(KERNEL)
+    ]
+    a = np.stack(columns + [np.ones(rr.size)], axis=1)
+    b = y[rr, cc].astype(np.float64)
+    use = np.ones(rr.size, bool)
+    for _ in range(2):
+        gram = a[use].T @ a[use]
+        ridge = 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram))  # flat panels stay solvable
+        coef = np.linalg.solve(gram + ridge, a[use].T @ b[use])
+        residual = np.sqrt(((a @ coef - b) ** 2).mean(axis=1))
+        use = residual <= 3 * np.median(residual) + 1e-6
+    weights = coef[:-1].reshape(x.shape[2], KERNEL, KERNEL, y.shape[2])
+    out = np.empty(y.shape, np.float64)
+    for o in range(y.shape[2]):
+        out[:, :, o] = coef[-1, o] + sum(
+            correlate(x[:, :, c].astype(np.float64), weights[c, :, :, o], mode="reflect")
+            for c in range(x.shape[2])
+        )
+    return out.astype(np.float32)
+
+
+def _largest_rectangle(mask: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and columns [first, last) of the largest all-True rectangle (histogram method)."""
+    h, w = mask.shape
+    heights = np.zeros(w + 1, int)  # a zero sentinel closes every run
+    best, found = 0, ((0, 0), (0, 0))
+    for r in range(h):
+        heights[:w] = np.where(mask[r], heights[:w] + 1, 0)
+        stack: list[tuple[int, int]] = []  # (start column, height), heights increasing
+        for c, height in enumerate(heights.tolist()):
+            start = c
+            while stack and stack[-1][1] >= height:
+                start, top = stack.pop()
+                if top * (c - start) > best:
+                    best, found = top * (c - start), ((r - top + 1, r + 1), (start, c))
+            stack.append((start, height))
+    return found
+
+
+def _maybe_gray(image: np.ndarray, force: bool | None) -> np.ndarray:
+    """One channel (luminance) when forced, or when the RGB channels agree within 4/255."""
+    if image.shape[2] != 3:
+        return image
+    spread = image.max(axis=2) - image.min(axis=2)
+    if force or (force is None and np.percentile(spread, 99) < 4 / 255):
+        return match_channels(image, 1)
+    return image
+
+
+def extract_many(
+    figure: np.ndarray, boxes: Sequence[tuple[Sequence[int], Sequence[int]]], **options: object
+) -> list[Extracted]:
+    """:func:`extract` for several (input_box, output_box) pairs of one figure."""
+    return [extract(figure, a, b, **options) for a, b in boxes]  # type: ignore[arg-type]
+
+
+def extract_figure(
+    path: str | os.PathLike,
+    input_boxes: Sequence[Sequence[int] | str],
+    output_boxes: Sequence[Sequence[int] | str],
+    out_dir: str | os.PathLike,
+    receptive_field: int = 31,
+) -> list[Extracted]:
+    """Load a figure, extract each box pair, save to ``out_dir`` (one pair) or
+    ``out_dir/pair-1``, ``pair-2``, ... (several); boxes may be ``"x,y,w,h"`` strings."""
+    if len(input_boxes) != len(output_boxes) or not input_boxes:
+        raise ValueError(
+            f"{len(input_boxes)} input box(es) and {len(output_boxes)} output box(es); "
+            "give one --output-box for each --input-box (at least one of each)"
+        )
+    figure = load_image(path)
+    parsed = [
+        (parse_box(a) if isinstance(a, str) else a, parse_box(b) if isinstance(b, str) else b)
+        for a, b in zip(input_boxes, output_boxes, strict=True)
+    ]
+    results = extract_many(figure, parsed, receptive_field=receptive_field)
+    out = Path(out_dir)
+    for i, result in enumerate(results):
+        result.save(out if len(results) == 1 else out / f"pair-{i + 1}")
+    return results
