@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,14 @@ from onepair.targets import load_target
 
 INVERT = """
 import sys
-import numpy as np
-from onepair.images import load_image, save_image
 args = sys.argv[1:]
 if args[0] == "fail":
     sys.stderr.write("model exploded: out of memory\\n")
     sys.exit(3)
 if args[0] == "sleep":
-    import time
+    import subprocess, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    open(args[1], "w").write(str(child.pid))
     time.sleep(30)
 if args[0] == "argv":
     Path = __import__("pathlib").Path
@@ -34,6 +35,7 @@ if args[0] == "argv":
 if args[0] == "garbage":
     open(args[-1], "wb").write(b"not an image")
     sys.exit(0)
+from onepair.images import load_image, save_image
 x = load_image(args[-2])
 save_image(args[-1], 1.0 - x, bit_depth=16)
 """
@@ -93,10 +95,25 @@ def test_cmd_failure_quotes_stderr(tmp_path, photo):
         load_target(_command(tmp_path, "fail"))(photo)
 
 
-def test_cmd_timeout_kills(tmp_path, photo):
-    target = load_target(_command(tmp_path, "sleep") + "#timeout=1")
-    with pytest.raises(RuntimeError, match="longer than 1 s and was killed"):
+def test_cmd_timeout_kills_the_program_and_what_it_started(tmp_path, photo):
+    pid_file = tmp_path / "child.pid"
+    target = load_target(_command(tmp_path, "sleep", str(pid_file)) + "#timeout=2")
+    with pytest.raises(RuntimeError, match="longer than 2 s and was killed"):
         target(photo)
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the grandchild is killed with its group (reaped by init)
+        if not _alive(child):
+            break
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_cmd_unreadable_output(tmp_path, photo):

@@ -177,3 +177,42 @@ def test_decode_says_what_arrived():
         decode_image(encode_image(np.zeros((8, 8, 1)), "png", 16)[:40], "reply")
     with pytest.raises(ValueError, match="cannot encode 'gif'"):
         encode_image(np.zeros((8, 8, 1)), "gif", 8)
+
+
+def _png_declaring(width: int, height: int, bits: int) -> bytes:
+    """A real tiny PNG whose header is rewritten to declare ``width x height``."""
+    import struct
+    import zlib
+
+    from onepair.images import encode_image
+
+    data = bytearray(encode_image(np.zeros((4, 4, 3)), "png", bits))
+    start = 8 + 8  # signature, then IHDR length and type
+    data[start : start + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12 : start + 13]))
+    data[start + 13 : start + 17] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_decompression_bombs_are_refused_before_decoding(tmp_path, bits, monkeypatch):
+    from onepair.images import decode_image
+
+    bomb = _png_declaring(100_000, 100_000, bits)
+    assert len(bomb) < 200
+    with pytest.raises(ImageError, match=r"declares a 100000x100000 image .* over the limit"):
+        decode_image(bomb, "upload")
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    with pytest.raises(ImageError, match=r"bomb.png: declares a 100000x100000"):
+        load_image(tmp_path / "bomb.png")
+    monkeypatch.setenv("ONEPAIR_MAX_PIXELS", "15")  # the limit is configurable
+    with pytest.raises(ImageError, match="declares a 4x4 image"):
+        decode_image(_png_declaring(4, 4, bits))
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npy", ".jpg"])
+def test_pixel_limit_applies_to_every_format(tmp_path, photo, suffix):
+    path = save_image(tmp_path / f"x{suffix}", photo, bit_depth=16 if suffix == ".tif" else 8)
+    assert load_image(path, limit=96 * 80).shape == photo.shape
+    with pytest.raises(ImageError, match=r"declares a 96x80 image"):
+        load_image(path, limit=96 * 80 - 1)

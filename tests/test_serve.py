@@ -60,10 +60,17 @@ class Process:
 
     def wait_url(self, seconds: float = 60.0) -> str:
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.popen.stdout.readline()))
+
+        def read() -> None:  # until the line with the URL (a "loading" line may come first)
+            for line in self.popen.stdout:
+                lines.append(line)
+                if "http://" in line:
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(seconds)
-        match = re.search(r"http://[\d.]+:\d+/", lines[0] if lines else "")
+        match = re.search(r"http://[\d.]+:\d+/", lines[-1] if lines else "")
         if not match:
             self.popen.kill()
             raise AssertionError(f"no URL announced: {lines}; stderr: {''.join(self.stderr)}")
@@ -260,13 +267,56 @@ def test_busy_server_answers_503_with_retry_after(local_server):
     assert server.queries == 1
 
 
-def test_stalled_client_is_dropped_and_frees_its_slot(local_server, rng):
-    server, url = local_server(lambda image: image, concurrency=1, timeout=0.3)
+def test_stalled_client_gets_408_and_never_holds_a_slot(local_server, rng):
+    server, url = local_server(lambda image: image, concurrency=1, timeout=1.5)
+    image = rng.random((5, 7, 3), dtype=np.float32)
     with socket.create_connection(server.server_address, timeout=10) as stalled:
         stalled.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
-        assert stalled.recv(1024) == b""  # closed by the server once the body stalls
-    image = rng.random((5, 7, 3), dtype=np.float32)
+        # while it stalls, the only processing slot is free for others
+        assert np.abs(load_target(url)(image) - image).max() <= HALF_STEP_16
+        started = time.monotonic()
+        reply = stalled.recv(1024)
+        assert b" 408 " in reply.split(b"\r\n")[0], reply  # the whole body was due in 1.5 s
+        assert time.monotonic() - started < 5
     assert np.abs(load_target(url)(image) - image).max() <= HALF_STEP_16
+
+
+def test_connections_beyond_the_cap_are_refused_at_once(local_server, rng):
+    server, url = local_server(lambda image: image, concurrency=1, timeout=5)
+    idle = [socket.create_connection(server.server_address, timeout=10) for _ in range(8)]
+    try:
+        time.sleep(0.3)  # let the server accept them all
+        with socket.create_connection(server.server_address, timeout=10) as extra:
+            reply = extra.recv(1024)
+        assert reply.startswith(b"HTTP/1.1 503") and b"too many open connections" in reply
+    finally:
+        for connection in idle:
+            connection.close()
+    time.sleep(0.3)
+    image = rng.random((4, 4, 1), dtype=np.float32)
+    assert np.abs(load_target(url)(image) - image).max() <= HALF_STEP_16
+
+
+def test_image_declaring_too_many_pixels_is_413_before_decoding(local_server):
+    from test_images import _png_declaring
+
+    server, url = local_server(lambda image: image, max_pixels=10_000)
+    status, text = _raw_post(url, _png_declaring(60_000, 60_000, 16), {})
+    assert status == 413 and "declares a 60000x60000 image" in text
+    assert server.queries == 0
+
+
+def test_a_zoo_model_that_cannot_run_fails_before_serving(tmp_path):
+    env = {**os.environ, "ONEPAIR_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("onepair")), "serve", "teacher-stain", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "cannot be served" in done.stderr and "onepair zoo train-teacher stain" in done.stderr
 
 
 def test_target_failure_is_500_with_its_message_and_retried(local_server, rng):

@@ -329,6 +329,7 @@ def serve_command(
     token: str | None = typer.Option(
         None, envvar="ONEPAIR_TOKEN", help="require 'Authorization: Bearer TOKEN'"
     ),
+    max_pixels: int = typer.Option(64 * 2**20, help="largest image (H x W) accepted"),
 ) -> None:
     """Serve a target or an imitator as the HTTP API the http:// target speaks."""
     from onepair.serve import serve
@@ -343,6 +344,7 @@ def serve_command(
             timeout=timeout,
             token=token,
             announce=lambda text: out.print(text, highlight=False),
+            max_pixels=max_pixels,
         )
     except (ValueError, OSError) as error:
         _fail(str(error))

@@ -26,10 +26,41 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
 NPY_SUFFIXES = (".npy",)
 SUFFIXES = PNG_SUFFIXES + JPEG_SUFFIXES + TIFF_SUFFIXES + NPY_SUFFIXES
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 
 
 class ImageError(ValueError):
     """An image file or array that does not follow onepair's image convention."""
+
+
+DEFAULT_MAX_PIXELS = 2**28  # 268 Mpx (16384 x 16384); ONEPAIR_MAX_PIXELS overrides it
+
+
+def max_pixels() -> int:
+    """The largest image (H x W) onepair decodes: ``$ONEPAIR_MAX_PIXELS`` or 2**28.
+
+    Sizes are read from the file's header and checked before any pixel is
+    decoded, so a small file declaring a huge image (a decompression bomb)
+    is refused before it can allocate memory.
+    """
+    text = os.environ.get("ONEPAIR_MAX_PIXELS", "")
+    try:
+        return int(float(text)) if text.strip() else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ImageError(f"ONEPAIR_MAX_PIXELS is {text!r}; expected a number of pixels") from None
+
+
+def _check_size(name: object, height: int, width: int, values: int, limit: int | None) -> None:
+    """Refuse a declared size over ``limit`` pixels (or 16 values per pixel) before decoding."""
+    limit = max_pixels() if limit is None else limit
+    pixels = int(height) * int(width)
+    if pixels > limit or values > 16 * limit:
+        raise ImageError(
+            f"{name}: declares a {height}x{width} image ({values:,} values), over the limit of "
+            f"{limit:,} pixels; if it is genuine, raise ONEPAIR_MAX_PIXELS"
+        )
 
 
 def shape_str(image: np.ndarray) -> str:
@@ -90,11 +121,12 @@ def from_tensor(tensor: torch.Tensor) -> np.ndarray:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
+def load_image(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
     """Read an image file into the convention (float32, (H, W, C), [0, 1]).
 
     Raises :class:`ImageError` naming the file for unreadable, corrupt, empty
-    or non-finite images and for unsupported formats.
+    or non-finite images, unsupported formats, and images declaring more than
+    ``limit`` pixels (default :func:`max_pixels`), refused before decoding.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -108,13 +140,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: file is empty (0 bytes)")
     try:
         if suffix in PNG_SUFFIXES:
-            array = _read_png(path)
+            array = _read_png(path, limit)
         elif suffix in JPEG_SUFFIXES:
-            array = _read_pillow(path)
+            array = _read_pillow(path, limit)
         elif suffix in TIFF_SUFFIXES:
-            array = _read_tiff(path)
+            array = _read_tiff(path, limit)
         else:
-            array = np.load(path, allow_pickle=False)
+            array = _read_npy(path, limit)
     except ImageError:
         raise
     except Exception as error:  # decoders raise many types; report them all the same way
@@ -122,10 +154,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return as_image(array, name=str(path))
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path, limit: int | None) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
+        width, height = im.size
+        _check_size(path, height, width, height * width * len(im.getbands()), limit)
         im.load()
         if im.mode == "1":
             im = im.convert("L")
@@ -134,36 +168,52 @@ def _read_pillow(path: Path) -> np.ndarray:
         return np.asarray(im, dtype=np.uint16 if im.mode == "I;16" else None)
 
 
-def _png_bit_depth(path: Path) -> int:
+def _read_npy(path: Path, limit: int | None) -> np.ndarray:
+    header = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
+    shape = header.shape
+    del header
+    if len(shape) >= 2:
+        _check_size(path, shape[0], shape[1], int(np.prod(shape)), limit)
+    return np.load(path, allow_pickle=False)
+
+
+def _png_header(head: bytes, name: object, limit: int | None) -> int:
+    """Check a PNG's IHDR (its declared size against ``limit``); return its bit depth."""
+    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise ImageError(f"{name}: cannot read as PNG: bad signature or header")
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    planes = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4)
+    _check_size(name, height, width, height * width * planes, limit)
+    return depth
+
+
+def _read_png(path: Path, limit: int | None) -> np.ndarray:
     with open(path, "rb") as f:
         head = f.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        raise ImageError(f"{path}: cannot read as PNG: bad signature or header")
-    return struct.unpack(">B", head[24:25])[0]
+    if _png_header(head, path, limit) < 16:
+        return _read_pillow(path, limit)
+    return _read_png16(path.read_bytes(), path, limit)
 
 
-def _read_png(path: Path) -> np.ndarray:
-    if _png_bit_depth(path) < 16:
-        return _read_pillow(path)
-    return _read_png16(path.read_bytes())
-
-
-def _read_png16(data: bytes) -> np.ndarray:
+def _read_png16(data: bytes, name: object, limit: int | None) -> np.ndarray:
     import png  # pypng: Pillow reads 16-bit colour PNGs only as 8-bit
 
-    width, height, rows, info = png.Reader(bytes=data).asDirect()
+    width, height, rows, info = png.Reader(bytes=data).asDirect()  # rows: decoded lazily
+    _check_size(name, height, width, height * width * info["planes"], limit)
     array = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     return array.reshape(height, width, info["planes"])
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, limit: int | None) -> np.ndarray:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
             raise ImageError(f"{path}: cannot read as TIFF: it holds no image")
         series = tif.series[0]
-        axes = series.axes
+        axes, shape = series.axes, series.shape
+        sizes = dict(zip(axes, shape, strict=True))
+        _check_size(path, sizes.get("Y", 1), sizes.get("X", 1), int(np.prod(shape)), limit)
         array = series.asarray()
     if array.ndim == 3 and axes[0] in "CS" and axes[-1] not in "CS":
         array = np.moveaxis(array, 0, -1)  # planar (C, H, W) -> (H, W, C)
@@ -228,10 +278,6 @@ def _write(path: Path, image: np.ndarray, suffix: str, bit_depth: int) -> None:
 
 # ----------------------------------------------------------------------------- in memory
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-JPEG_SIGNATURE = b"\xff\xd8\xff"
-
 
 def encode_image(image: np.ndarray, kind: str = "png", bit_depth: int = 16) -> bytes:
     """An image as the bytes of a ``png`` (1-4 channels, 8/16-bit), ``tiff`` (any
@@ -275,11 +321,14 @@ def encode_image(image: np.ndarray, kind: str = "png", bit_depth: int = 16) -> b
     return buffer.getvalue()
 
 
-def decode_image(data: bytes, name: str = "bytes") -> tuple[np.ndarray, int]:
+def decode_image(
+    data: bytes, name: str = "bytes", limit: int | None = None
+) -> tuple[np.ndarray, int]:
     """PNG, TIFF or JPEG bytes -> (image in the convention, bits per sample: 8, 16 or 32).
 
     The format is recognised by its first bytes. Raises :class:`ImageError`
-    saying what arrived when the bytes are not a readable image.
+    saying what arrived when the bytes are not a readable image, or when they
+    declare more than ``limit`` pixels (default :func:`max_pixels`).
     """
     head = bytes(data[:8])
     if head.startswith(PNG_SIGNATURE):
@@ -292,12 +341,12 @@ def decode_image(data: bytes, name: str = "bytes") -> tuple[np.ndarray, int]:
         what = f"{len(data)} bytes starting {bytes(data[:48])!r}" if data else "empty"
         raise ImageError(f"{name} is not a PNG, TIFF or JPEG image: {what}")
     try:
-        if kind == "PNG" and len(data) > 24 and data[24] == 16:
-            array = _read_png16(bytes(data))
+        if kind == "PNG" and _png_header(bytes(data[:26]), name, limit) == 16:
+            array = _read_png16(bytes(data), name, limit)
         elif kind == "TIFF":
-            array = _read_tiff(io.BytesIO(data))  # type: ignore[arg-type]
+            array = _read_tiff(io.BytesIO(data), limit)  # type: ignore[arg-type]
         else:
-            array = _read_pillow(io.BytesIO(data))  # type: ignore[arg-type]
+            array = _read_pillow(io.BytesIO(data), limit)  # type: ignore[arg-type]
     except ImageError as error:
         raise ImageError(f"{name}: {error}") from error
     except Exception as error:  # decoders raise many types; report them all the same way
@@ -329,7 +378,8 @@ def file_bit_depth(path: str | os.PathLike) -> int:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in PNG_SUFFIXES:
-        return 16 if _png_bit_depth(path) == 16 else 8
+        with open(path, "rb") as f:
+            return 16 if _png_header(f.read(26), path, limit=2**62) == 16 else 8
     if suffix in TIFF_SUFFIXES:
         import tifffile
 

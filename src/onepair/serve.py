@@ -8,10 +8,21 @@ imitator can stand in for the model it copies::
         200  the output as a PNG of the request's bit depth (16-bit for float
              TIFF; a TIFF when it has more than 4 channels)
         400  the body is not a readable image        401  missing or wrong bearer token
-        411  no Content-Length                       413  body larger than max_body
+        408  the body did not arrive within `timeout` s
+        411  no Content-Length                       413  body larger than max_body, or
+                                                          an image over max_pixels
         422  the target rejected the image (a ValueError, e.g. wrong channel count)
-        500  the target failed otherwise             503  busy for `timeout` s (Retry-After)
+        500  the target failed otherwise             503  busy for `timeout` s (Retry-After),
+                                                          or too many open connections
     GET /health   200 {"what": ..., "queries": n, "pixels": n}
+
+Limits: a request's whole body must arrive within ``timeout`` seconds and is
+read before a processing slot is taken (a slow client holds no slot); at
+most ``4 * concurrency + 4`` connections are open at once; an image's
+declared size is checked against ``max_pixels`` before it is decoded. A
+local target (a zoo model, a run folder) is run once on a small image at
+start, so a missing file or an untrained teacher fails before serving and
+slow models (MAXIM) are loaded before the first client waits.
 
 Error bodies are one line of plain text. Only the model part of a spec runs:
 degradations in front of it (``noise:sigma=25|...``) make the *input* of a
@@ -20,6 +31,7 @@ study, not part of the black box. Standard library only (``http.server``).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -47,6 +59,7 @@ def serve(
     timeout: float = 30.0,
     token: str | None = None,
     announce: Callable[[str], None] = print,
+    max_pixels: int = 64 * 2**20,
 ) -> None:
     """Serve ``what`` (a target spec or an imitator run folder) until SIGINT or SIGTERM.
 
@@ -59,7 +72,12 @@ def serve(
     serving gaussian-blur:sigma=2 on http://127.0.0.1:40123/ (POST a PNG; GET /health)
     """
     target, name = resolve(what)
-    server = create_server(target, name, host, port, max_body, concurrency, timeout, token)
+    if _is_local(what):
+        announce(f"loading {name} ...")
+        warm_up(target, name)
+    server = create_server(
+        target, name, host, port, max_body, concurrency, timeout, token, max_pixels
+    )
     bound, actual_port = server.server_address[:2]
     shown = f"[{bound}]" if ":" in str(bound) else bound
     announce(f"serving {name} on http://{shown}:{actual_port}/ (POST a PNG; GET /health)")
@@ -103,6 +121,24 @@ def resolve(what: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     return target.model, target.spec
 
 
+def _is_local(what: str) -> bool:
+    """A run folder or a zoo model (not a program, web API or precomputed folder)."""
+    kind = what.split("|")[-1].partition(":")[0].strip().lower()
+    return kind not in ("cmd", "http", "https", "pairs", "py")
+
+
+def warm_up(target: Callable[[np.ndarray], np.ndarray], name: str) -> None:
+    """Run ``target`` on a small image (RGB, else gray) so it loads, or fails, now."""
+    errors = []
+    for channels in (3, 1):
+        try:
+            target(np.full((64, 64, channels), 0.5, np.float32))
+            return
+        except ValueError as error:
+            errors.append(f"{channels} channel(s): {error}")
+    raise ValueError(f"{name} cannot be served: it fails on a test image: {'; '.join(errors)}")
+
+
 def create_server(
     target: Callable[[np.ndarray], np.ndarray],
     name: str,
@@ -112,13 +148,17 @@ def create_server(
     concurrency: int = 4,
     timeout: float = 30.0,
     token: str | None = None,
+    max_pixels: int = 64 * 2**20,
 ) -> Server:
     """A bound (not yet serving) :class:`Server`; call ``serve_forever()`` on it."""
-    if max_body < 1 or concurrency < 1 or timeout <= 0:
+    if max_body < 1 or concurrency < 1 or timeout <= 0 or max_pixels < 1:
         raise ValueError(
-            f"max_body={max_body}, concurrency={concurrency}, timeout={timeout}; expected all > 0"
+            f"max_body={max_body}, concurrency={concurrency}, timeout={timeout}, "
+            f"max_pixels={max_pixels}; expected all > 0"
         )
-    return Server((host, port), target, name, max_body, concurrency, timeout, token or None)
+    return Server(
+        (host, port), target, name, max_body, concurrency, timeout, token or None, max_pixels
+    )
 
 
 class Server(ThreadingHTTPServer):
@@ -135,28 +175,49 @@ class Server(ThreadingHTTPServer):
         concurrency: int,
         timeout: float,
         token: str | None,
+        max_pixels: int = 64 * 2**20,
     ):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)
         self.target, self.name, self.token = target, name, token
-        self.max_body, self.client_timeout = max_body, timeout
+        self.max_body, self.client_timeout, self.max_pixels = max_body, timeout, max_pixels
         self.slots = threading.BoundedSemaphore(concurrency)
+        self.connections = threading.BoundedSemaphore(4 * concurrency + 4)
         self.lock = threading.Lock()
         self.busy = threading.Condition(self.lock)
         self.queries = self.pixels = self.in_flight = 0
 
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        """Refuse a connection beyond the cap at once (no thread, no body read)."""
+        if not self.connections.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                    b"Content-Type: text/plain\r\nContent-Length: 26\r\n"
+                    b"Connection: close\r\n\r\ntoo many open connections\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
     def run(self, image: np.ndarray) -> np.ndarray:
-        """Call the target, counting the query and tracking work in flight."""
+        """Call the target, counting the query."""
         with self.lock:
             self.queries += 1
             self.pixels += image.shape[0] * image.shape[1]
-            self.in_flight += 1
-        try:
-            return self.target(image)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-                self.busy.notify_all()
+        return self.target(image)
+
+    def working(self, delta: int) -> None:
+        """Count a request as in flight from its body read to its last byte sent."""
+        with self.lock:
+            self.in_flight += delta
+            self.busy.notify_all()
 
     def wait_idle(self, timeout: float) -> None:
         """Let images being processed finish (at most ``timeout`` seconds)."""
@@ -212,26 +273,56 @@ class Handler(BaseHTTPRequestHandler):
                 413, f"body is {size} bytes; this server accepts at most {self.server.max_body}"
             )
             return
-        if not self.server.slots.acquire(timeout=self.server.client_timeout):
-            self._text(503, "busy: all processing slots stayed taken; retry later", retry=1)
+        body = self._read_body(size)  # before taking a slot: slow clients hold none
+        if body is None:
             return
+        self.server.working(+1)
         try:
-            self._answer(size)
+            if not self.server.slots.acquire(timeout=self.server.client_timeout):
+                self._text(503, "busy: all processing slots stayed taken; retry later", retry=1)
+                return
+            try:
+                self._answer(body)
+            finally:
+                self.server.slots.release()
         finally:
-            self.server.slots.release()
+            self.server.working(-1)
 
-    def _answer(self, size: int) -> None:
+    def _read_body(self, size: int) -> bytes | None:
+        """The whole body within ``timeout`` seconds in all, or None (answered 408 or gone)."""
+        deadline = time.monotonic() + self.server.client_timeout
+        parts, left = [], size
         try:
-            body = self.rfile.read(size)
-        except OSError:  # the client stalled past the timeout or went away
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._text(
+                        408, f"the body did not arrive within {self.server.client_timeout:g} s"
+                    )
+                    return None
+                self.connection.settimeout(remaining)
+                chunk = self.rfile.read1(min(left, 1 << 20))
+                if not chunk:
+                    self.close_connection = True
+                    return None
+                parts.append(chunk)
+                left -= len(chunk)
+        except TimeoutError:
+            self._text(408, f"the body did not arrive within {self.server.client_timeout:g} s")
+            return None
+        except OSError:  # the client went away
             self.close_connection = True
-            return
-        if len(body) < size:
-            self.close_connection = True
-            return
+            return None
+        self.connection.settimeout(self.server.client_timeout)
+        return b"".join(parts)
+
+    def _answer(self, body: bytes) -> None:
         try:
-            image, bits = decode_image(body, "request body")
+            image, bits = decode_image(body, "request body", self.server.max_pixels)
         except ImageError as error:
+            if "over the limit" in str(error):
+                self._text(413, f"{error}; this server takes at most {self.server.max_pixels:,}")
+                return
             kind = self.headers.get("Content-Type", "none")
             self._text(400, f"{error} (content-type {kind}); expected a PNG or TIFF image")
             return

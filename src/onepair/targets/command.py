@@ -15,8 +15,11 @@ stderr. Example::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -64,29 +67,54 @@ def open_target(
             args = [
                 a.replace("{input}", str(source)).replace("{output}", str(target)) for a in argv
             ]
-            try:
-                done = subprocess.run(
-                    args, capture_output=True, timeout=timeout, check=False, shell=False
+            returncode, stderr = _run(args, timeout)
+            if returncode is None:
+                raise RuntimeError(
+                    f"cmd: {argv[0]} ran longer than {timeout:g} s and was killed "
+                    f"(with every process it started)"
                 )
-            except subprocess.TimeoutExpired as error:
+            if returncode != 0:
                 raise RuntimeError(
-                    f"cmd: {argv[0]} ran longer than {timeout:g} s and was killed"
-                ) from error
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"cmd: {argv[0]} exited with status {done.returncode}; "
-                    f"stderr ends: {_tail(done.stderr)}"
+                    f"cmd: {argv[0]} exited with status {returncode}; stderr ends: {_tail(stderr)}"
                 )
             try:
                 return load_image(target)
             except ImageError as error:
                 raise RuntimeError(
                     f"cmd: {argv[0]} exited normally but its output is unusable: {error}; "
-                    f"stderr ends: {_tail(done.stderr)}"
+                    f"stderr ends: {_tail(stderr)}"
                 ) from error
 
     run.__name__ = Path(argv[0]).name
     return run
+
+
+def _run(args: list[str], timeout: float) -> tuple[int | None, bytes]:
+    """Run without a shell in a new process group; on timeout kill the whole group.
+
+    Returns (exit status, stderr), the status None when it was killed.
+    """
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: children die with it
+        shell=False,
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+        return process.returncode, stderr
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return None, b""
+    finally:
+        if process.poll() is None:  # interrupted (Ctrl-C): leave nothing running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _tail(stderr: bytes, limit: int = 800) -> str:
