@@ -209,3 +209,21 @@ def test_degradation_in_front_of_an_adapter(photo):
 def test_bad_specs_list_what_is_accepted(spec, message):
     with pytest.raises(ValueError, match=message):
         load_target(spec)
+
+
+def test_option_text_keeps_its_parameter_type_and_secrets_are_masked():
+    target = load_target("http://127.0.0.1:9/#token=0123,retries=0,timeout=1e1")
+    web = target.model
+    assert web._token == "0123"  # a string option stays text: no int() on the way
+    assert target.spec == "http://127.0.0.1:9/#token=***,retries=0,timeout=1e1"
+    assert load_target("noise:sigma=2.5|gaussian-blur:sigma=1").spec.startswith("noise:sigma=2.5")
+
+
+def test_a_hash_inside_the_location_is_not_taken_for_options(tmp_path, photo):
+    log = tmp_path / "argv.txt"
+    target = load_target(_command(tmp_path, "argv", str(log), "-fill", "#ff0000"))
+    target(photo[:8, :8])
+    assert log.read_text().splitlines()[2:4] == ["-fill", "#ff0000"]
+    with_options = load_target(_command(tmp_path, "argv", str(log), "#x") + "#timeout=30")
+    with_options(photo[:8, :8])
+    assert log.read_text().splitlines()[2] == "#x"

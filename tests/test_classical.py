@@ -1,4 +1,4 @@
-"""targets/classical.py and degrade.py: every built-in classical name, known values, invariants."""
+"""targets/classical.py, effects.py and degrade.py: every built-in classical name, known values, invariants."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import pytest
 from onepair.metrics import psnr
 from onepair.targets import DEGRADATIONS, MODELS, classical, degrade, effects, load_target
 
-CLASSICAL = [name for name, (f, _) in MODELS.items() if f.__module__ == classical.__name__]
+CLASSICAL = [
+    name
+    for name, (f, _) in MODELS.items()
+    if f.__module__ in (classical.__name__, effects.__name__)
+]
 FRONTS = [name for name, (f, _) in DEGRADATIONS.items() if f.__module__ == degrade.__name__]
 RGB_ONLY = {"grayscale", "saturation", "hed-stains"}
 SLOW = {"bm3d"}  # tested in test_bm3d_denoises, marked slow

@@ -89,3 +89,8 @@ def test_cli_fit_takes_several_pairs_and_pair_folders(tmp_path, photo):
     empty.mkdir()
     bad = invoke("fit", empty, "-o", tmp_path / "r3")
     assert bad.exit_code == 2 and "not a pair folder" in bad.output
+
+
+def test_crop_sampler_refuses_examples_that_disagree(photo):
+    with pytest.raises(ValueError, match=r"examples differ .* \[\(1, 1, 1\), \(3, 3, 1\)\]"):
+        CropSampler([Pair.of(photo, photo), Pair.of(photo[..., :1], photo[..., :1])], crop=16)

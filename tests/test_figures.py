@@ -23,7 +23,6 @@ from conftest import TINY_FIT, TINY_MODEL
 from onepair.evaluate import evaluate
 from onepair.figures import (
     BLOCKINESS_THRESHOLD,
-    _largest_rectangle,
     blockiness,
     check_box,
     extract,
@@ -35,6 +34,7 @@ from onepair.fit import fit
 from onepair.images import as_image, load_image, quantize
 from onepair.pairs import Pair
 from onepair.presets import preset
+from onepair.registration import largest_rectangle
 from onepair.samples import sample
 from onepair.targets import load_target
 
@@ -251,8 +251,8 @@ def test_largest_rectangle_of_a_known_mask():
     mask[0:2, :] = False  # label band on top
     mask[:, 10:] = False  # frame on the right
     mask[7, 3] = False  # one defect: best is rows 2..7 (6 x 10 = 60) not rows 8..9
-    assert _largest_rectangle(mask) == ((2, 7), (0, 10))
-    assert _largest_rectangle(np.zeros((3, 3), bool)) == ((0, 0), (0, 0))
+    assert largest_rectangle(mask) == ((2, 7), (0, 10))
+    assert largest_rectangle(np.zeros((3, 3), bool)) == ((0, 0), (0, 0))
 
 
 # ----------------------------------------------------------------------------- files

@@ -368,7 +368,9 @@ def train_teacher_command(
     loss: str | None = typer.Option(
         None, help="l2 | l1 | perceptual | adversarial (default l2; tissue: cross-entropy)"
     ),
-    seconds: float | None = typer.Option(300.0, help="wall-clock budget"),
+    seconds: float = typer.Option(
+        300.0, help="wall-clock budget; 0: none (then --steps alone decides)"
+    ),
     steps: int | None = typer.Option(None, help="step budget (whichever ends first)"),
     width: int = typer.Option(16, help="channels at full resolution"),
     batch_size: int = typer.Option(8),
@@ -398,7 +400,7 @@ def train_teacher_command(
             folder,
             architecture,
             loss,
-            seconds=seconds,
+            seconds=seconds if seconds > 0 else None,
             steps=steps,
             seed=seed,
             device=device,
@@ -413,10 +415,11 @@ def train_teacher_command(
     except (ValueError, FileExistsError, ModuleNotFoundError) as error:
         _fail(str(error))
     m = teacher.metrics
+    named = Path(folder).resolve() == teacher_dir(task, architecture, loss).resolve()
+    use = f"teacher-{task}:architecture={architecture},loss={loss} or " if named else ""
     out.print(
         f"teacher written to {folder}: {m['steps']} steps in {m['seconds']:.0f} s, training "
-        f"loss {m['training_loss']:.3g}; as a target: "
-        f"teacher-{task}:architecture={architecture},loss={loss} or run:{folder}",
+        f"loss {m['training_loss']:.3g}; as a target: {use}run:{folder}",
         highlight=False,
     )
 

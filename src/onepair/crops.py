@@ -23,6 +23,12 @@ class CropSampler:
 
     def __init__(self, pairs: Pair | Sequence[Pair], crop: int, device: torch.device | str = "cpu"):
         pairs = [pairs] if isinstance(pairs, Pair) else list(pairs)
+        kinds = {(p.in_channels, p.out_channels, p.scale) for p in pairs}
+        if len(kinds) != 1:
+            raise ValueError(
+                f"examples differ in (input channels, output channels, scale): {sorted(kinds)}; "
+                "crops need examples that agree"
+            )
         for pair in pairs:
             h, w = pair.input.shape[:2]
             if crop < 1 or crop > min(h, w):

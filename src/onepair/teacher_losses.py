@@ -12,12 +12,12 @@ classifier's, on logits against per-pixel class probabilities.
 from __future__ import annotations
 
 import importlib.util
-import sys
-import types
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from onepair.standins import stand_ins
 
 PERCEPTUAL_WEIGHT = 0.1
 ADVERSARIAL_WEIGHT = 0.01
@@ -38,21 +38,8 @@ def st_lpips(device: torch.device | str = "cpu") -> nn.Module:
         raise ModuleNotFoundError(
             "the perceptual loss needs ST-LPIPS: pip install --no-deps stlpips-pytorch"
         )
-    stand_ins = {}
-    for name, attribute in (
-        ("torchvision", "models"),
-        ("IPython", "embed"),
-        ("torchsummary", "summary"),
-    ):
-        if name not in sys.modules and importlib.util.find_spec(name) is None:
-            stand_ins[name] = types.ModuleType(name)
-            setattr(stand_ins[name], attribute, None)
-    sys.modules.update(stand_ins)
-    try:
+    with stand_ins(("torchvision", "IPython", "torchsummary"), "ST-LPIPS's unused imports"):
         from stlpips_pytorch import stlpips
-    finally:
-        for name in stand_ins:
-            sys.modules.pop(name, None)
     metric = stlpips.LPIPS(net="alex", variant="shift_tolerant", verbose=False)
     return metric.requires_grad_(False).eval().to(device)
 

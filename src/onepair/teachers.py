@@ -138,9 +138,9 @@ def train_teacher(
     _check(task, architecture, loss)
     if steps is None and seconds is None:
         raise ValueError("train_teacher needs a budget: steps, seconds or both")
-    for name, value in (("steps", steps or 1), ("seconds", seconds or 1), ("width", width)):
-        if value <= 0:
-            raise ValueError(f"train_teacher {name} is {value}; expected > 0")
+    for name, value in (("steps", steps), ("seconds", seconds), ("width", width)):
+        if value is not None and value <= 0:
+            raise ValueError(f"train_teacher {name} is {value}; expected > 0 (or None: no limit)")
     settings = {
         "task": task,
         "architecture": architecture,

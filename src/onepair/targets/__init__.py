@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,10 +126,14 @@ def load_target(spec: str | Callable[[np.ndarray], np.ndarray]) -> SpecTarget:
             break
         name, params = _parse(head)
         function = DEGRADATIONS[name][0]
-        _check_params(function, params, head, skip=2)
-        steps.append(_bind(function, params))
+        steps.append(_bind(function, _check_params(function, params, head, skip=2)))
         rest = tail.strip()
-    return SpecTarget(spec, _model(rest, spec), steps)
+    return SpecTarget(redact(spec), _model(rest, spec), steps)
+
+
+def redact(spec: str) -> str:
+    """``spec`` with secrets (``token=...``) masked: what run folders and reports record."""
+    return re.sub(r"(\btoken=)[^,#|]*", r"\1***", spec)
 
 
 def _model(text: str, spec: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -137,9 +142,11 @@ def _model(text: str, spec: str) -> Callable[[np.ndarray], np.ndarray]:
     if colon and kind in ADAPTERS:
         if kind in ("http", "https"):
             location = text
-        location, hash_, option_text = (
-            location.rpartition("#") if "#" in location else (location, "", "")
-        )
+        head, hash_, option_text = location.rpartition("#")
+        if hash_ and _looks_like_options(option_text):
+            location = head
+        else:  # a '#' that is part of the location (e.g. a colour '#ff0000'), not options
+            hash_, option_text = "", ""
         location = location.strip()
         if not location:
             raise ValueError(
@@ -148,8 +155,10 @@ def _model(text: str, spec: str) -> Callable[[np.ndarray], np.ndarray]:
             )
         options = _options(option_text, text) if hash_ else {}
         opener = importlib.import_module(ADAPTERS[kind][0]).open_target
-        if not _takes_any_keyword(opener):
-            _check_params(opener, options, text, skip=1)
+        if _takes_any_keyword(opener):
+            options = {k: _value(v) for k, v in options.items()}
+        else:
+            options = _check_params(opener, options, text, skip=1)
         return opener(location, **options)
     name, params = _parse(text)
     if name not in MODELS:
@@ -164,8 +173,7 @@ def _model(text: str, spec: str) -> Callable[[np.ndarray], np.ndarray]:
             f"degradations to put in front with '|': {', '.join(DEGRADATIONS)}"
         )
     function = MODELS[name][0]
-    _check_params(function, params, text, skip=1)
-    return _bind(function, params)
+    return _bind(function, _check_params(function, params, text, skip=1))
 
 
 def describe() -> list[tuple[str, str, str]]:
@@ -195,17 +203,26 @@ def _parse(part: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), _options(rest, part)
 
 
-def _options(text: str, part: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+def _options(text: str, part: str) -> dict[str, str]:
+    """``key=value`` items as raw text; :func:`_check_params` converts them."""
+    params: dict[str, str] = {}
     for item in filter(None, (s.strip() for s in text.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"malformed parameter {item!r} in {part!r}; expected key=value")
-        params[key.strip().replace("-", "_")] = _value(value.strip())
+        params[key.strip().replace("-", "_")] = value.strip()
     return params
 
 
+def _looks_like_options(text: str) -> bool:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    return bool(items) and all(
+        re.fullmatch(r"[A-Za-z_][\w-]*=[^\s]*", item) is not None for item in items
+    )
+
+
 def _value(text: str) -> Any:
+    """A guess at a value's type, for functions that take any keyword (``py:``)."""
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     for kind in (int, float):
@@ -222,22 +239,30 @@ def _parameters(function: Callable[..., Any], skip: int) -> dict[str, Any]:
 
 
 def _check_params(
-    function: Callable[..., Any], params: dict[str, Any], part: str, skip: int
-) -> None:
+    function: Callable[..., Any], params: dict[str, str], part: str, skip: int
+) -> dict[str, Any]:
+    """Each raw value converted to the type of its parameter's default (str stays text)."""
     accepted = _parameters(function, skip)
-    for key, value in params.items():
+    converted: dict[str, Any] = {}
+    for key, text in params.items():
         if key not in accepted:
             listed = ", ".join(f"{k} (default {v})" for k, v in accepted.items()) or "none"
             raise ValueError(f"unknown parameter {key!r} in {part!r}; accepted: {listed}")
         default = accepted[key]
-        if (
-            isinstance(default, (int, float))
-            and not isinstance(default, bool)
-            and (isinstance(value, bool) or not isinstance(value, (int, float)))
-        ):
-            raise ValueError(f"parameter {key}={value!r} in {part!r} must be a number")
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ValueError(f"parameter {key}={value!r} in {part!r} must be true or false")
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"parameter {key}={text!r} in {part!r} must be true or false")
+            converted[key] = text.lower() == "true"
+        elif isinstance(default, (int, float)):
+            value = _value(text)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"parameter {key}={text!r} in {part!r} must be a number")
+            converted[key] = value
+        elif isinstance(default, str):
+            converted[key] = text
+        else:
+            converted[key] = _value(text)
+    return converted
 
 
 def _bind(function: Callable[..., np.ndarray], params: dict[str, Any]) -> Callable[..., np.ndarray]:
@@ -248,4 +273,13 @@ def _bind(function: Callable[..., np.ndarray], params: dict[str, Any]) -> Callab
     return bound
 
 
-__all__ = ["ADAPTERS", "DEGRADATIONS", "MODELS", "SpecTarget", "Target", "describe", "load_target"]
+__all__ = [
+    "ADAPTERS",
+    "DEGRADATIONS",
+    "MODELS",
+    "SpecTarget",
+    "Target",
+    "describe",
+    "load_target",
+    "redact",
+]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from onepair.images import GRAY_WEIGHTS
 from onepair.targets.classical import _opencv_rgb8, _require_rgb, _restore, _squeeze, _to_u8
 
 # ----------------------------------------------------------------------------- resampling, JPEG
@@ -104,7 +105,6 @@ def edge_preserving(
 
 # ----------------------------------------------------------------------------- colour
 
-GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], np.float32)  # ITU-R BT.709, as skimage rgb2gray
 SEPIA = np.array(
     [[0.393, 0.769, 0.189], [0.349, 0.686, 0.168], [0.272, 0.534, 0.131]], np.float32
 )  # rows: output R, G, B

@@ -35,12 +35,11 @@ spandrel's descriptor call does it: pad bottom/right by reflection
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,14 @@ import numpy as np
 import torch
 
 from onepair.images import from_tensor, shape_str, to_tensor
+from onepair.standins import stand_ins
 
 SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 _STAND_INS = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
 
 
 def open_target(
-    path: str, device: str = "cpu", tile: int = 0, half: bool = False
+    path: str, device: str = "auto", tile: int = 0, half: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Load the weights at ``path`` with spandrel; returns ``f(image) -> image``.
 
@@ -166,78 +166,32 @@ def import_spandrel() -> types.ModuleType:
     if "spandrel" in sys.modules:
         return sys.modules["spandrel"]
     if importlib.util.find_spec("spandrel") is None:
-        raise ValueError("torch: targets need spandrel; install it with pip install 'onepair[zoo]'")
-    if _torchvision_imports():
-        return importlib.import_module("spandrel")
-    with _torchvision_stand_in():
-        return importlib.import_module("spandrel")
-
-
-def _torchvision_imports() -> bool:
-    if importlib.util.find_spec("torchvision") is None:
-        return False
-    try:
-        importlib.import_module("torchvision.transforms.functional")
-    except Exception:  # a torchvision built for another torch fails in many ways
-        return False
-    return True
-
-
-class _Missing:
-    """A name spandrel imported from torchvision; using it raises a clear error."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(
-            f"torchvision.transforms.functional.{self._name} is needed by this spandrel "
-            "architecture (LaMa or RestoreFormer), but torchvision does not import here; "
-            "install a torchvision matching your torch to use it"
+        raise ValueError(
+            "torch: targets need spandrel: pip install spandrel (where torchvision cannot be "
+            "installed beside your torch: pip install --no-deps spandrel einops, as the "
+            "Makefile does)"
         )
-
-    def __getattr__(self, attribute: str) -> Any:
-        if attribute.startswith("__"):
-            raise AttributeError(attribute)
-        return self()
-
-
-def _stand_in_attribute(name: str) -> _Missing:
-    if name.startswith("__"):
-        raise AttributeError(name)
-    return _Missing(name)
-
-
-@contextlib.contextmanager
-def _torchvision_stand_in() -> Iterator[None]:
-    saved = {name: sys.modules.get(name) for name in _STAND_INS}
-    for name in _STAND_INS:
-        module = types.ModuleType(name, "stand-in installed by onepair while importing spandrel")
-        module.__getattr__ = _stand_in_attribute  # type: ignore[method-assign]  # PEP 562
-        module.__path__ = []  # a package, so submodules resolve through sys.modules
-        sys.modules[name] = module
-    try:
-        yield
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
+    with stand_ins(_STAND_INS, "a spandrel architecture (LaMa or RestoreFormer)"):
+        return importlib.import_module("spandrel")
 
 
 def _tiled(descriptor: Any, x: torch.Tensor, side: int, overlap: int) -> torch.Tensor:
-    """Run ``descriptor`` on overlapping ``side`` x ``side`` tiles, keeping each tile's centre."""
+    """Run ``descriptor`` on overlapping ``side`` x ``side`` tiles, keeping each tile's centre.
+
+    Tile origins are multiples of the model's ``multiple_of``, so a U-Net-like
+    model sees every tile in the same down-sampling phase as the whole image.
+    """
     _, _, h, w = x.shape
     s = descriptor.scale
+    multiple = max(1, int(descriptor.size_requirements.multiple_of))
     out = x.new_empty(1, descriptor.output_channels, s * h, s * w)
-    for top in _starts(h, side, overlap):
+    for top in _starts(h, side, overlap, multiple):
         bottom = min(top + side, h)
         keep_top, keep_bottom = (
             top + (overlap if top else 0),
             bottom - (overlap if bottom < h else 0),
         )
-        for left in _starts(w, side, overlap):
+        for left in _starts(w, side, overlap, multiple):
             right = min(left + side, w)
             keep_left = left + (overlap if left else 0)
             keep_right = right - (overlap if right < w else 0)
@@ -250,9 +204,11 @@ def _tiled(descriptor: Any, x: torch.Tensor, side: int, overlap: int) -> torch.T
     return out
 
 
-def _starts(length: int, size: int, overlap: int) -> list[int]:
-    """Tile origins: steps of ``size - 2*overlap`` until a tile reaches the end."""
+def _starts(length: int, size: int, overlap: int, multiple: int = 1) -> list[int]:
+    """Tile origins: steps of ``size - 2*overlap`` (rounded down to ``multiple``) until a
+    tile reaches the end."""
+    step = max(multiple, (size - 2 * overlap) // multiple * multiple)
     starts = [0]
     while starts[-1] + size < length:
-        starts.append(starts[-1] + size - 2 * overlap)
+        starts.append(starts[-1] + step)
     return starts
