@@ -48,6 +48,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from onepair.teacher_data import TASKS, stain_input, task_data, tissue_labels
+from onepair.teacher_store import (
+    add_teacher_section,
+    load_run,
+    restore_checkpoint,
+    store_checkpoint,
+    teacher_info,
+)
 
 if TYPE_CHECKING:
     from onepair.imitator import Imitator
@@ -157,7 +164,7 @@ def train_teacher(
     }
     out = Path(out_dir)
     if checkpoint.prepare_run_dir(out, resume):
-        return _load(out)
+        return load_run(out)
     start = time.perf_counter()
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -175,7 +182,7 @@ def train_teacher(
     schedule = FitConfig(lr=lr, lr_min=0.01, warmup=0.02)
     state = checkpoint.State()
     if resume:
-        restored = _restore(out, settings, network, optimizer, criterion, generator)
+        restored = restore_checkpoint(out, settings, network, optimizer, criterion, generator)
         if restored is not None:
             state = restored
             log.info("resuming the %s teacher at step %d from %s", task, state.step, out)
@@ -206,7 +213,7 @@ def train_teacher(
                 bar.update(progress, state)
             if state.step % checkpoint_every == 0:
                 state.elapsed = time.perf_counter() - t0
-                _store(out, settings, network, optimizer, criterion, generator, state)
+                store_checkpoint(out, settings, network, optimizer, criterion, generator, state)
         state.elapsed = time.perf_counter() - t0
         if window:
             row = {"loss": torch.stack(window).mean().item(), "lr": optimizer.param_groups[0]["lr"]}
@@ -237,130 +244,9 @@ def train_teacher(
     }
     result = Imitator(network, model, settings, metrics, state.history)
     result.save(out)
-    _add_section(out, teacher)  # config.json last: a folder with it is a finished teacher
+    add_teacher_section(out, teacher)  # config.json last: a folder with it is a finished teacher
     checkpoint.remove(out)
     return result
-
-
-# ---------------------------------------------------------------- run folder and checkpoint
-
-CHECKPOINT_FORMAT = "onepair-teacher-checkpoint-1"
-RESUMABLE = {"steps", "seconds", "device"}  # settings an interrupted run may change
-
-
-def _load(folder: Path, device: str = "auto") -> Imitator:
-    from onepair.imitator import Imitator
-
-    return Imitator.load(folder, device=device)
-
-
-def _add_section(out: Path, teacher: dict[str, Any]) -> None:
-    """Add the ``"teacher"`` section to the run folder's config.json (atomically)."""
-    import json
-
-    path = out / "config.json"
-    tmp = out / f".config.json.tmp{os.getpid()}"
-    tmp.write_text(
-        json.dumps({**json.loads(path.read_text()), "teacher": teacher}, indent=2) + "\n"
-    )
-    os.replace(tmp, path)
-
-
-def teacher_info(folder: str | Path) -> dict[str, Any]:
-    """The ``"teacher"`` section of a teacher run folder's config.json."""
-    import json
-
-    config = json.loads((Path(folder) / "config.json").read_text())
-    if "teacher" not in config:
-        raise ValueError(f"{folder} is a run folder but not a teacher's (no 'teacher' section)")
-    return config["teacher"]
-
-
-def _store(
-    out: Path,
-    settings: dict,
-    network: Any,
-    optimizer: Any,
-    criterion: Any,
-    generator: Any,
-    state: Any,
-) -> None:
-    """Write ``checkpoint.safetensors`` atomically: weights, Adam moments, crop generator."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from onepair.checkpoint import NAME
-
-    tensors, groups = {}, {}
-    parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
-    for prefix, (module, opt) in parts.items():
-        if module is None:
-            continue
-        for key, value in module.state_dict().items():
-            tensors[f"{prefix}.{key}"] = value.detach().cpu().contiguous()
-        saved = opt.state_dict()
-        groups[prefix] = saved["param_groups"]
-        for index, values in saved["state"].items():
-            for key, value in values.items():
-                tensors[f"{prefix}-opt.{index}.{key}"] = value.detach().cpu().contiguous()
-    tensors["generator"] = generator.get_state()
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "settings": settings,
-        "param_groups": groups,
-        "state": {"step": state.step, "elapsed": state.elapsed, "history": state.history},
-    }
-    tmp = out / f".{NAME}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"onepair": json.dumps(meta)})
-    os.replace(tmp, out / NAME)
-
-
-def _restore(
-    out: Path, settings: dict, network: Any, optimizer: Any, criterion: Any, generator: Any
-) -> Any:
-    """Load ``checkpoint.safetensors`` into the given objects; ``None`` if there is none."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from onepair.checkpoint import NAME, State
-
-    path = out / NAME
-    if not path.is_file():
-        return None
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("onepair", "{}"))
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a teacher checkpoint (format {meta.get('format')!r})")
-    differ = sorted(
-        k
-        for k in set(settings) | set(meta["settings"])
-        if k not in RESUMABLE and settings.get(k) != meta["settings"].get(k)
-    )
-    if differ:
-        raise ValueError(
-            f"cannot resume {out}: settings differ from the interrupted training in {differ}; "
-            "use the same settings or a new folder"
-        )
-    tensors = load_file(str(path))
-    parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
-    for prefix, (module, opt) in parts.items():
-        if module is None:
-            continue
-        module.load_state_dict(
-            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-        )
-        moments: dict[int, dict[str, Any]] = {}
-        for key, value in tensors.items():
-            if key.startswith(prefix + "-opt."):
-                _, index, name = key.split(".", 2)
-                moments.setdefault(int(index), {})[name] = value
-        opt.load_state_dict({"state": moments, "param_groups": meta["param_groups"][prefix]})
-    generator.set_state(tensors["generator"])
-    s = meta["state"]
-    return State(step=s["step"], elapsed=s["elapsed"], history=s["history"])
 
 
 # ---------------------------------------------------------------- zoo names
@@ -390,7 +276,7 @@ def load_teacher(task: str, architecture: str = "unet", loss: str | None = None)
                 f"  onepair zoo train-teacher {task} -o {folder} "
                 f"--architecture {architecture} --loss {loss}"
             )
-        _LOADED[folder] = _load(folder)
+        _LOADED[folder] = load_run(folder)
     return _LOADED[folder]
 
 
