@@ -227,3 +227,10 @@ def test_a_hash_inside_the_location_is_not_taken_for_options(tmp_path, photo):
     with_options = load_target(_command(tmp_path, "argv", str(log), "#x") + "#timeout=30")
     with_options(photo[:8, :8])
     assert log.read_text().splitlines()[2] == "#x"
+
+
+def test_an_answer_of_the_wrong_size_is_an_error(photo):
+    target = load_target(lambda x: x[:-1])
+    with pytest.raises(ValueError, match=r"answered a 96x80 image with 95x80; .* integer multiple"):
+        target(photo)
+    assert load_target(lambda x: x.repeat(2, 0).repeat(2, 1))(photo).shape == (192, 160, 3)

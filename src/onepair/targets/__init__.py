@@ -66,7 +66,14 @@ class SpecTarget:
         image = as_image(image, "target input")
         self.queries += 1
         self.pixels += image.shape[0] * image.shape[1]
-        return as_image(self.model(image), f"output of {self.spec}")
+        output = as_image(self.model(image), f"output of {self.spec}")
+        (h, w), (oh, ow) = image.shape[:2], output.shape[:2]
+        if oh % h or ow % w or oh // h != ow // w or oh < h:
+            raise ValueError(
+                f"{self.spec} answered a {h}x{w} image with {oh}x{ow}; a target's output must "
+                f"be the input's size or an integer multiple of it"
+            )
+        return output
 
     def degrade(self, image: np.ndarray, seed: int = 0) -> np.ndarray:
         """The model's input made from ``image``; the seed is mixed with the image's content."""
