@@ -49,6 +49,7 @@ ZOO: list[tuple[str, str]] = [
     ("poisson|wavelet-denoise", "photo"),
     ("noise:sigma=25|bm3d", "photo"),
     ("blur|richardson-lucy", "photo"),
+    ("blur|wiener", "photo"),
     ("clahe", "photo"),
     ("sobel", "photo"),
     ("canny", "photo"),
@@ -145,23 +146,29 @@ def markdown(record: dict) -> str:
         "example the top-left quadrant of builtin:ihc, held out the other three. "
         "`val` is the fit's own estimate from the held-out strip of the example.",
         "",
-        "| target | what it is | images | PSNR dB | SSIM | floor dB | val dB | fit s |",
+        "| target | what it is | images | PSNR dB | SSIM | floor dB | val dB | steps |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in record["rows"]:
+        spec = r["target"].replace("|", "\\|")  # a table cell: escape the spec's pipes
         lines.append(
-            f"| `{r['target']}` | {r['description']} | {r['images']} | {r['psnr']:.2f} "
+            f"| `{spec}` | {r['description']} | {r['images']} | {r['psnr']:.2f} "
             f"± {r['psnr_std']:.2f} | {r['ssim']:.3f} | {_num(r['floor_psnr'])} | "
-            f"{_num(r['val_psnr'])} | {r['fit_s']:.0f} |"
+            f"{_num(r['val_psnr'])} | {r['steps']} |"
         )
+    if record["settings"].get("note"):
+        lines += ["", record["settings"]["note"]]
     if record["skipped"]:
         lines += ["", "Skipped here:", ""]
         lines += [f"- `{k}`: {v}" for k, v in record["skipped"].items()]
     return "\n".join(lines) + "\n"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _num(value: float | str | None) -> str:
+    """A dB figure; JSON records hold infinity as the string "inf"."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resume", action="store_true", help="keep rows already measured")
     parser.add_argument("-o", "--out", default="bench-out", help="folder for zoo.json")
     parser.add_argument("--doc", help="also write the Markdown table here (docs/ZOO.md)")
+    parser.add_argument("--note", default="", help="a paragraph for the doc about this run")
     args = parser.parse_args(argv)
 
     info = machine()
@@ -213,6 +221,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _record(info: dict, args: argparse.Namespace, rows: list, skipped: dict) -> dict:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "doc", "resume")}
+    if not settings.get("note"):
+        settings.pop("note", None)
     settings["preset"] = "default"
     return {
         "benchmark": "zoo",

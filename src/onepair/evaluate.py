@@ -111,8 +111,7 @@ def evaluate(
     for i, source in enumerate(images):
         name = names[i] if names else (source if isinstance(source, str) else f"image{i}")
         clean = read(source) if isinstance(source, str) else as_image(source)
-        clean = match_channels(clean, imitator.in_channels, str(name))
-        x = target.degrade(clean, seed)
+        x = _model_input(target, clean, imitator.in_channels, seed, str(name))
         y = target(x)
         if y.shape[2] != imitator.out_channels or y.shape[0] != x.shape[0] * imitator.scale:
             raise ValueError(
@@ -138,3 +137,23 @@ def evaluate(
     evaluation.queries = target.queries - queries0
     evaluation.pixels = target.pixels - pixels0
     return evaluation
+
+
+def _model_input(
+    target: SpecTarget, clean: np.ndarray, channels: int, seed: int, name: str
+) -> np.ndarray:
+    """The target's input made from ``clean``, with the imitator's channel count.
+
+    Degradations normally keep channels, so the clean image is matched first
+    (gray photographs repeated to RGB, colour to gray). A degradation that
+    makes the channels itself (``hematoxylin|teacher-stain``: RGB slide -> one
+    stain) gets the image as it is, when that gives the imitator's channels.
+    """
+    if target.degradations and clean.shape[2] != channels:
+        try:
+            x = target.degrade(clean, seed)
+        except ValueError:
+            x = None
+        if x is not None and x.shape[2] == channels:
+            return x
+    return target.degrade(match_channels(clean, channels, name), seed)
