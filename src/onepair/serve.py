@@ -165,6 +165,9 @@ class Server(ThreadingHTTPServer):
     """A threading HTTP server holding one target, its limits and its query counts."""
 
     daemon_threads = True
+    # The listen backlog. socketserver's default, 5, overflows when a dozen clients connect
+    # at once: the kernel drops their SYNs and each waits a 1 s retransmit (or 3 s) to connect.
+    request_queue_size = 128
 
     def __init__(
         self,

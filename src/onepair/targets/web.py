@@ -9,37 +9,51 @@ after ``#``::
 
 - ``timeout``: seconds each network step may wait (connecting, sending, each
   read; a slow model must send its answer within this after the body arrived).
-- ``retries``: further attempts after a refused or reset connection, a
-  timeout, a 5xx answer, 408 or 429, waiting ``backoff``, ``2*backoff``,
-  ``4*backoff``... seconds before each (or the server's ``Retry-After`` when
-  longer), never more than ``timeout``.
+- ``deadline``: seconds one attempt may take in all, from connecting to the
+  answer's last byte; unset (the default) means ``3 * timeout``. Without it a
+  server trickling a byte now and then would hold the query forever.
+- ``retries``: further attempts after a refused or reset connection (also one
+  closed in the middle of the answer), a timeout, a 5xx answer, 408 or 429,
+  waiting ``backoff``, ``2*backoff``, ``4*backoff``... seconds before each (or
+  the server's ``Retry-After`` when longer), never more than ``timeout``.
 - ``concurrency``: requests in flight at once from this target (threads
   sharing it wait for a slot).
 - ``bit_depth``: 8 or 16 bits per sample in the PNG sent.
 - ``token``: sent as ``Authorization: Bearer TOKEN``; empty means the
   ``ONEPAIR_TOKEN`` environment variable, so the secret can stay out of the
   spec (specs are stored in run folders and reports).
+- ``max_response``: the largest answer body in bytes (default 1 GiB). A larger
+  ``Content-Length`` is refused before the body is read; a body without one
+  is read until it passes the limit, and no further.
 
 A 4xx answer raises ValueError at once quoting the status and the start of
-the body; so does an answer that is not an image. When every attempt failed,
-RuntimeError names the URL, the number of attempts and the last failure.
+the body; so does an answer that is not an image, or one over
+``max_response``. When every attempt failed, RuntimeError names the URL, the
+number of attempts and the last failure. A query therefore ends within about
+``(retries + 1) * (deadline + timeout)`` seconds, whatever the server does.
 Only the standard library speaks HTTP (``http.client``); proxies are not used.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import os
+import socket
 import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from onepair.images import ImageError, as_image, decode_image, encode_image
 
 RETRY_STATUSES = (408, 429)  # and every 5xx
+GIB = 2**30
+T = TypeVar("T")
 
 
 def open_target(
@@ -50,9 +64,13 @@ def open_target(
     concurrency: int = 4,
     bit_depth: int = 16,
     token: str = "",
+    deadline: float | None = None,
+    max_response: int = GIB,
 ) -> WebTarget:
     """Check the URL and options once; return a callable that queries the API per image."""
-    return WebTarget(url, timeout, retries, backoff, concurrency, bit_depth, str(token))
+    return WebTarget(
+        url, timeout, retries, backoff, concurrency, bit_depth, str(token), deadline, max_response
+    )
 
 
 class WebTarget:
@@ -67,6 +85,8 @@ class WebTarget:
         concurrency: int = 4,
         bit_depth: int = 16,
         token: str = "",
+        deadline: float | None = None,
+        max_response: int = GIB,
     ):
         parts = urllib.parse.urlsplit(url.strip())
         if parts.scheme not in ("http", "https"):
@@ -91,6 +111,14 @@ class WebTarget:
                 f"concurrency is {concurrency}; expected an integer >= 1",
             ),
             (bit_depth in (8, 16), f"bit_depth is {bit_depth}; expected 8 or 16"),
+            (
+                deadline is None or (_is_number(deadline) and deadline > 0),
+                f"deadline is {deadline!r}; expected seconds > 0 (unset: 3 * timeout)",
+            ),
+            (
+                _is_number(max_response) and int(max_response) == max_response > 0,
+                f"max_response is {max_response!r}; expected a byte count > 0",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -101,7 +129,8 @@ class WebTarget:
         self.host, self.port = parts.hostname, port
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.timeout, self.retries, self.backoff = float(timeout), retries, float(backoff)
-        self.bit_depth = bit_depth
+        self.deadline = 3 * self.timeout if deadline is None else float(deadline)
+        self.bit_depth, self.max_response = bit_depth, int(max_response)
         self._token = token or os.environ.get("ONEPAIR_TOKEN", "")
         self._slots = threading.BoundedSemaphore(concurrency)
 
@@ -143,9 +172,13 @@ class WebTarget:
         )
 
     def _post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str, object, bytes]:
+        """One attempt: (status, reason, headers, body), all within ``deadline`` seconds."""
         kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-        connection = kind(self.host, self.port, timeout=self.timeout)
+        ends = time.monotonic() + self.deadline
+        connection = kind(self.host, self.port, timeout=min(self.timeout, self.deadline))
         try:
+            connection.connect()
+            sock = connection.sock = _DeadlineSocket(connection.sock, ends, self)
             try:
                 connection.request("POST", self.path, body, headers)
             except (BrokenPipeError, ConnectionResetError) as error:
@@ -156,9 +189,35 @@ class WebTarget:
                     raise error from None
             else:
                 response = connection.getresponse()
-            return response.status, response.reason, response.headers, response.read()
+            if sock.ended:  # the header block ended with the connection, not a blank line
+                raise http.client.RemoteDisconnected(
+                    "the connection closed in the middle of the answer's headers"
+                )
+            return response.status, response.reason, response.headers, self._read(response)
         finally:
             connection.close()
+
+    def _read(self, response: http.client.HTTPResponse) -> bytes:
+        """The answer's body: at most ``max_response`` bytes, all that Content-Length says."""
+        declared = response.length
+        if declared is not None and declared > self.max_response:
+            raise ValueError(
+                f"{self.url} announced a {declared:,}-byte answer (Content-Length); "
+                f"max_response is {self.max_response:,} bytes"
+            )
+        parts, size = [], 0
+        while chunk := response.read(min(1 << 20, self.max_response + 1)):
+            size += len(chunk)
+            if size > self.max_response:
+                raise ValueError(
+                    f"{self.url} sent an answer longer than max_response "
+                    f"({self.max_response:,} bytes); stopped reading it"
+                )
+            parts.append(chunk)
+        data = b"".join(parts)
+        if response.length:  # the connection closed before Content-Length bytes came
+            raise http.client.IncompleteRead(data, response.length)
+        return data
 
     def _refusal(self, status: int, reason: str, headers: object, data: bytes) -> str:
         if 300 <= status < 400:
@@ -187,6 +246,75 @@ def _snippet(data: bytes, limit: int = 200) -> str:
     except UnicodeDecodeError:
         text = repr(head[:48])
     return text + (f" ... ({len(data)} bytes)" if len(data) > limit else "")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _DeadlineSocket:
+    """A connected socket whose every send and read waits at most ``min(timeout, time left)``.
+
+    http.client reads through ``makefile()``; each read here is one ``recv``, so a
+    server that trickles bytes meets the deadline however slowly it sends.
+    ``ended`` tells whether a read found the connection closed.
+    """
+
+    def __init__(self, sock: socket.socket, ends: float, target: WebTarget):
+        self.sock, self.ends, self.target = sock, ends, target
+        self.ended = False
+
+    def step(self, operation: Callable[..., T], *args: object) -> T:
+        """Run one socket operation for at most ``min(timeout, time left)`` seconds."""
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise self.expired()
+        self.sock.settimeout(min(self.target.timeout, left))
+        try:
+            return operation(*args)
+        except TimeoutError:
+            if left < self.target.timeout:  # it was the deadline that ran out
+                raise self.expired() from None
+            raise
+
+    def expired(self) -> TimeoutError:
+        return TimeoutError(
+            f"no complete answer within deadline={self.target.deadline:g} s "
+            f"(one attempt, from connecting to the answer's last byte)"
+        )
+
+    def sendall(self, data: bytes) -> None:
+        self.step(self.sock.sendall, data)
+
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self, self.sock.makefile("rb", buffering=0)))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sock, name)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The raw input of a :class:`_DeadlineSocket` (one ``recv`` per read)."""
+
+    def __init__(self, owner: _DeadlineSocket, raw: io.RawIOBase):
+        super().__init__()
+        self.owner, self.raw = owner, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = self.owner.step(self.raw.readinto, buffer)
+        if not count and len(buffer):
+            self.owner.ended = True
+        return count or 0
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def _retry_after(headers: object) -> float:
