@@ -340,7 +340,7 @@ def test_extracted_pair_trains_an_imitator_within_1_db_of_the_clean_pair_quick(a
 
 
 @pytest.mark.slow
-def test_extracted_pair_trains_an_imitator_within_1_db_of_the_clean_pair_default(astronaut):
+def test_default_recipe_extracted_pair_within_1_db_of_the_clean_pair_jpeg_compressed(astronaut):
     model, config = preset("default", 3, 3, 1)
     config = replace(config, seconds=60, device="cpu")
     scores = _fidelity(model, config, astronaut, with_jpeg_reference=True)
