@@ -1,4 +1,4 @@
-"""targets/classical.py, effects.py and degrade.py: every built-in classical name, known values, invariants."""
+"""targets/classical.py, effects.py, degrade.py: every classical name, known values, invariants."""
 
 from __future__ import annotations
 
