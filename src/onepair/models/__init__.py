@@ -50,19 +50,20 @@ def config_to_dict(config: ModelConfig) -> dict[str, Any]:
     return data
 
 
-def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Inverse of :func:`config_to_dict`; unknown names and fields list the valid ones."""
+def config_from_dict(data: dict[str, Any], path: str = "model") -> ModelConfig:
+    """Inverse of :func:`config_to_dict`, for untrusted data: checked first against
+    :data:`onepair.runschema.MODEL_FIELDS` (types, ranges, unknown fields, nested
+    configs); every ValueError names the field by ``path`` (``model.backbone.width``)."""
+    from onepair.runschema import check_model
+
+    check_model(data, path)
     data = dict(data)
-    name = data.pop("architecture", None)
-    if name not in ARCHITECTURES:
-        raise ValueError(f"architecture is {name!r}; expected one of {', '.join(ARCHITECTURES)}")
-    config_type = ARCHITECTURES[name][0]
-    valid = config_type.__dataclass_fields__
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        raise ValueError(f"{name} config has unknown fields {unknown}; valid: {sorted(valid)}")
-    nested = {k: config_from_dict(v) for k, v in data.items() if isinstance(v, dict)}
-    return config_type(**{**data, **nested})
+    config_type = ARCHITECTURES[data.pop("architecture")][0]
+    nested = {k: config_from_dict(v, f"{path}.{k}") for k, v in data.items() if isinstance(v, dict)}
+    try:
+        return config_type(**{**data, **nested})
+    except ValueError as error:  # constraints between fields, checked by the config itself
+        raise ValueError(f"{path}: {error}") from None
 
 
 __all__ = [
