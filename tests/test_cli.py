@@ -48,7 +48,10 @@ def test_query_fit_apply_eval(tmp_path):
         tmp_path / "pair",
     )
     assert made.exit_code == 0, made.output
-    assert "96x96 -> 96x96x3" in made.output
+    assert "96x96 -> 96x96x3, 16-bit" in made.output and "deterministic" in made.output
+    asked = json.loads((tmp_path / "pair" / "query.json").read_text())
+    assert asked["queries"] == 2 and asked["determinism"]["deterministic"] is True
+    assert asked["determinism"]["max_abs_diff"] == 0.0
 
     fitted = invoke(
         "fit",
@@ -65,14 +68,8 @@ def test_query_fit_apply_eval(tmp_path):
 
     sixteen = tmp_path / "in16.tif"
     save_image(sixteen, np.random.default_rng(0).random((45, 37, 3)), bit_depth=16)
-    applied = invoke(
-        "apply",
-        tmp_path / "run",
-        sixteen,
-        tmp_path / "pair" / "input.png",
-        "-o",
-        tmp_path / "applied",
-    )
+    eight = save_image(tmp_path / "in8.png", np.random.default_rng(1).random((20, 30, 3)))
+    applied = invoke("apply", tmp_path / "run", sixteen, eight, "-o", tmp_path / "applied")
     assert applied.exit_code == 0, applied.output
     assert "16-bit" in applied.output and "8-bit" in applied.output
     assert load_image(tmp_path / "applied" / "in16.tif").shape == (45, 37, 3)

@@ -2,27 +2,47 @@
 
 A checkpoint is one ``checkpoint.safetensors`` in the run folder: the model,
 the best weights so far, Adam's moments and the crop generator's state as
-tensors, and the loop's counters, history and settings as JSON metadata. It
-is written to a temporary file and renamed, so a kill never leaves half of
-one; resuming continues the same sequence of crops from the saved step.
+tensors, and the loop's counters, history and settings as JSON metadata;
+resuming continues the same sequence of crops from the saved step.
+
+Nothing is lost to a kill or a corrupted file (:func:`write_verified`,
+:func:`read_verified`, shared with the teacher checkpoint): the file carries
+SHA-256 digests of its tensors and of its JSON metadata; a new one is written
+to a temporary name and fsynced, the current one is renamed to
+``checkpoint.prev.safetensors``, then the new one is renamed into place, so at
+every instant at least one complete checkpoint is on disk. Loading verifies
+the newest and, if it is truncated, unreadable or fails its digests, warns on
+the ``onepair`` logger and falls back to the previous one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as serialize
 
 NAME = "checkpoint.safetensors"
+PREV = "checkpoint.prev.safetensors"
 FORMAT = "onepair-checkpoint-1"
 # Settings that may change between an interrupted fit and its resumption.
 RESUMABLE = {"steps", "seconds", "device", "threads", "patience", "checkpoint_every", "log_every"}
+SLACK = 1 << 20  # bytes allowed per checkpoint for its header and JSON history
+
+log = logging.getLogger("onepair")
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that is truncated, unreadable or fails its digests."""
 
 
 @dataclass
@@ -49,10 +69,27 @@ class State:
         self.history.append({"step": step, "seconds": round(seconds, 3), **row})
 
 
-def prepare_run_dir(out: Path, resume: bool) -> bool:
-    """Check ``out`` before any work; True if it holds a finished run to return as is."""
+def estimate_bytes(num_params: int) -> int:
+    """Disk a fit of a float32 network with ``num_params`` parameters may hold at once.
+
+    A checkpoint is about 16 bytes per parameter (weights, best weights, two
+    Adam moments) plus :data:`SLACK`; while one is written three exist (new,
+    current, previous), and the finished folder adds 4 bytes per parameter.
+    """
+    return 3 * (16 * num_params + SLACK) + 4 * num_params
+
+
+def prepare_run_dir(out: Path, resume: bool, need_bytes: int | None = None) -> bool:
+    """Check ``out`` before any work; True if it holds a finished run to return as is.
+
+    Temporary files left by a killed process are removed first. With
+    ``need_bytes`` (see :func:`estimate_bytes`) the folder's file system must
+    have that much free, counting the space of checkpoints a resumption replaces.
+    """
+    if out.is_dir():
+        _sweep(out)
     finished = (out / "weights.safetensors").is_file() and (out / "config.json").is_file()
-    interrupted = (out / NAME).is_file()
+    interrupted = (out / NAME).is_file() or (out / PREV).is_file()
     if interrupted and not resume:
         raise FileExistsError(
             f"{out} holds an interrupted fit; pass --resume to continue it or choose another folder"
@@ -65,14 +102,150 @@ def prepare_run_dir(out: Path, resume: bool) -> bool:
         raise FileExistsError(f"{out} exists and is not a folder")
     if out.is_dir() and not interrupted and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
     probe = out / ".write-test"
     try:
+        out.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
         raise PermissionError(f"cannot write to {out}: {error}") from error
+    if need_bytes is not None:
+        free = shutil.disk_usage(out).free
+        replaced = sum(p.stat().st_size for p in (out / NAME, out / PREV) if p.is_file())
+        if free + replaced < need_bytes:
+            raise ValueError(
+                f"{out} has {free:,} bytes free but the run needs about {need_bytes:,} for its "
+                "checkpoints and weights; free some space or choose another folder"
+            )
     return False
+
+
+def write_verified(out: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Install a checkpoint of ``tensors`` (CPU, contiguous) and JSON ``meta`` in ``out``.
+
+    Write ``.checkpoint.safetensors.tmpPID`` and fsync it; rename the current
+    checkpoint to ``checkpoint.prev.safetensors``; rename the new one into place.
+    """
+    text = json.dumps(meta)
+    metadata = {
+        "onepair": text,
+        "onepair_sha256": _sha256(text),
+        "tensors_sha256": _digest(tensors),
+    }
+    data = serialize(tensors, metadata=metadata)  # (safetensors' save_file leaves its own .tmp*)
+    tmp, newest = out / f".{NAME}.tmp{os.getpid()}", out / NAME
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if newest.is_file():
+        os.replace(newest, out / PREV)
+    os.replace(tmp, newest)
+    _fsync_folder(out)
+
+
+def read_verified(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """(JSON metadata, tensors) of the newest checkpoint in ``out`` that verifies.
+
+    ``None`` if there is none. A corrupted newest one is reported as a warning
+    and replaced by the previous one; ValueError if no checkpoint verifies.
+    """
+    newest, prev = out / NAME, out / PREV
+    failures = []
+    for path in (newest, prev):
+        if not path.is_file():
+            continue
+        try:
+            meta, tensors = verify(path)
+        except CorruptCheckpoint as error:
+            failures.append(f"{path.name}: {error}")
+            fallback = f"; falling back to {prev}" if path == newest and prev.is_file() else ""
+            log.warning("checkpoint %s is corrupted: %s%s", path, error, fallback)
+            continue
+        if path == prev:  # the folder holds a verified newest again (a bad one is dropped)
+            if not failures:
+                log.info("%s is missing (killed between two renames); using %s", newest, prev)
+            os.replace(prev, newest)
+            _fsync_folder(out)
+        return meta, tensors
+    if failures:
+        raise ValueError(
+            f"no usable checkpoint in {out}: {'; '.join(failures)}; delete "
+            f"{NAME} and {PREV} to start over"
+        )
+    return None
+
+
+def verify(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(JSON metadata, tensors) of one checkpoint file; :class:`CorruptCheckpoint` if bad."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            stored = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, RuntimeError) as error:
+        raise CorruptCheckpoint(f"unreadable ({error})") from error
+    text = stored.get("onepair")
+    if text is None or "onepair_sha256" not in stored or "tensors_sha256" not in stored:
+        raise CorruptCheckpoint(f"no onepair metadata with digests (keys {sorted(stored)})")
+    if _sha256(text) != stored["onepair_sha256"]:
+        raise CorruptCheckpoint("metadata SHA-256 mismatch")
+    digest = _digest(tensors)
+    if digest != stored["tensors_sha256"]:
+        raise CorruptCheckpoint(
+            f"tensor SHA-256 mismatch (stored {stored['tensors_sha256'][:12]}..., "
+            f"computed {digest[:12]}...)"
+        )
+    return json.loads(text), tensors
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _fsync_folder(out: Path) -> None:
+    """Make the renames durable (POSIX; elsewhere folders cannot be opened)."""
+    if os.name == "posix":
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _sweep(out: Path) -> None:
+    """Remove temporary files of the run folder whose writer (the PID in the name) is gone."""
+    if os.name != "posix":
+        return
+    for name in (NAME, "weights.safetensors", "config.json", "metrics.json", "history.csv"):
+        for path in out.glob(f".{name}.tmp*"):
+            pid = path.name[len(f".{name}.tmp") :]
+            if pid.isdigit() and not _alive(int(pid)):
+                log.info("removing %s, left by a killed process", path)
+                path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        pass
+    return True
 
 
 def _settings(model: Any, config: Any) -> dict[str, Any]:
@@ -92,7 +265,7 @@ def save(
     config: Any,
     state: State,
 ) -> None:
-    """Write the checkpoint atomically."""
+    """Write the checkpoint (atomically, keeping the previous one)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
     if state.best_weights is not None:
         tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in state.best_weights.items()})
@@ -114,9 +287,7 @@ def save(
             "floor": state.floor,
         },
     }
-    tmp = out / f".{NAME}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"onepair": json.dumps(meta)})
-    os.replace(tmp, out / NAME)
+    write_verified(out, tensors, meta)
 
 
 def load(
@@ -127,16 +298,15 @@ def load(
     model: Any,
     config: Any,
 ) -> State | None:
-    """Restore a checkpoint into the given objects; ``None`` if there is none."""
-    path = out / NAME
-    if not path.is_file():
+    """Restore the newest verified checkpoint into the given objects; ``None`` if there is none."""
+    found = read_verified(out)
+    if found is None:
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("onepair", "{}"))
+    meta, tensors = found
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an onepair checkpoint (format {meta.get('format')!r})")
+        raise ValueError(
+            f"{out / NAME} is not an onepair checkpoint (format {meta.get('format')!r})"
+        )
     now = _settings(model, config)
     if meta["settings"] != now:
         diff = [
@@ -149,7 +319,6 @@ def load(
             f"cannot resume {out}: settings differ from the interrupted fit in "
             f"{sorted(diff)}; use the same settings or a new folder"
         )
-    tensors = load_file(str(path))
     device = next(network.parameters()).device
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best = {k[5:]: v.to(device) for k, v in tensors.items() if k.startswith("best.")}
@@ -173,4 +342,6 @@ def load(
 
 
 def remove(out: Path) -> None:
+    """Delete the checkpoint and its previous generation (the run has finished)."""
+    (out / PREV).unlink(missing_ok=True)
     (out / NAME).unlink(missing_ok=True)

@@ -197,6 +197,9 @@ def eval_command(
     ),
     seed: int = typer.Option(1, help="seed of the target's degradations"),
     tile: int = typer.Option(512),
+    check_determinism: bool = typer.Option(
+        False, help="ask the target twice on the first image (one extra query)"
+    ),
 ) -> None:
     """PSNR/SSIM of the imitator vs the real target on images other than the example."""
     from onepair.evaluate import evaluate
@@ -206,7 +209,15 @@ def eval_command(
     try:
         imitator = Imitator.load(run)
         with counted("eval images") as update:
-            evaluation = evaluate(imitator, target, images, seed=seed, tile=tile, on_image=update)
+            evaluation = evaluate(
+                imitator,
+                target,
+                images,
+                seed=seed,
+                tile=tile,
+                on_image=update,
+                check_determinism=check_determinism,
+            )
     except (ValueError, RuntimeError, OSError) as error:
         _fail(str(error))
     table = Table(title=f"imitation of {target}")
@@ -230,6 +241,12 @@ def eval_command(
     )
     out.print(table)
     json_path, csv_path = evaluation.write(out_dir or run / "eval")
+    if evaluation.deterministic is False:
+        out.print(
+            f"the target is NOT deterministic: two answers to one input are "
+            f"{_db(evaluation.nondeterminism_psnr)} dB PSNR apart; even a perfect copy of its "
+            "average answer scores only about 3 dB more against any one answer"
+        )
     out.print(
         f"{evaluation.queries} target queries, {evaluation.pixels:,} pixels sent; "
         f"written {json_path} and {csv_path}"
@@ -243,8 +260,19 @@ def query_command(
     out_dir: Path = typer.Option(..., "-o", "--out", help="folder for input.png and output.png"),
     size: int | None = typer.Option(None, help="central crop of a builtin image"),
     seed: int = typer.Option(0, help="seed of the target's degradations"),
+    check_determinism: bool = typer.Option(
+        True, help="ask the target a second time and compare the answers (one extra query)"
+    ),
 ) -> None:
-    """Make an example pair: the target's input (after degradations) and its output."""
+    """Make an example pair: the target's input (after degradations) and its output.
+
+    Both are written as 16-bit PNGs, with query.json (what was asked, and whether
+    the target answered the same input twice alike).
+    """
+    import json
+
+    from onepair import atomic
+    from onepair.determinism import check_determinism as compare_answers
     from onepair.images import save_image
     from onepair.samples import PREFIX, read, sample
     from onepair.targets import load_target
@@ -254,14 +282,31 @@ def query_command(
         clean = sample(image[len(PREFIX) :], size) if image.startswith(PREFIX) else read(image)
         x = spec.degrade(clean, seed)
         y = spec(x)
-        save_image(out_dir / "input.png", x)
-        save_image(out_dir / "output.png", y)
+        save_image(out_dir / "input.png", x, bit_depth=16)
+        save_image(out_dir / "output.png", y, bit_depth=16)
+        found = compare_answers(spec, x, answer=y) if check_determinism else None
+        record = {
+            "target": spec.spec,
+            "image": image,
+            "size": size,
+            "seed": seed,
+            "input": "input.png",
+            "output": "output.png",
+            "input_shape": list(x.shape),
+            "output_shape": list(y.shape),
+            "queries": spec.queries,
+            "pixels": spec.pixels,
+            "determinism": found.to_dict() if found is not None else None,
+        }
+        atomic.write_text(out_dir / "query.json", json.dumps(record, indent=2) + "\n")
     except (ValueError, RuntimeError, OSError) as error:
         _fail(str(error))
     out.print(
         f"wrote {out_dir / 'input.png'} and {out_dir / 'output.png'} "
-        f"({x.shape[0]}x{x.shape[1]} -> {y.shape[0]}x{y.shape[1]}x{y.shape[2]})"
+        f"({x.shape[0]}x{x.shape[1]} -> {y.shape[0]}x{y.shape[1]}x{y.shape[2]}, 16-bit)"
     )
+    if found is not None:
+        out.print(found.describe(), highlight=False)
 
 
 @app.command("extract")

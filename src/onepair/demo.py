@@ -9,6 +9,7 @@ by side. Everything runs offline on images scikit-image ships.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onepair import atomic
 from onepair.evaluate import Evaluation, evaluate
 from onepair.fit import fit
 from onepair.images import save_image
@@ -115,9 +117,10 @@ def run_demo(
                 "held_out": ", ".join(f"builtin:{n}" for n in HELD_OUT),
             }
         )
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic.write_text(out / "results.json", json.dumps(rows, indent=2) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(out / "results.csv", table.getvalue())
     return rows

@@ -9,6 +9,7 @@ up-scaled for a scale change) against the target's output.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from onepair import atomic, determinism
 from onepair.images import as_image, match_channels
 from onepair.imitator import Imitator
 from onepair.metrics import psnr, ssim
@@ -42,6 +44,8 @@ class Evaluation:
     rows: list[Row]
     queries: int = 0
     pixels: int = 0
+    deterministic: bool | None = None  # None: not checked
+    nondeterminism_psnr: float | None = None  # dB between two answers to one input; inf: equal
     outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
@@ -62,6 +66,8 @@ class Evaluation:
             "psnr_std": self.std("psnr"),
             "target_queries": self.queries,
             "target_pixels": self.pixels,
+            "deterministic": self.deterministic,
+            "nondeterminism_psnr": self.nondeterminism_psnr,
         }
 
     def write(self, folder: str | Path, stem: str = "eval") -> tuple[Path, Path]:
@@ -70,14 +76,16 @@ class Evaluation:
         folder.mkdir(parents=True, exist_ok=True)
         json_path, csv_path = folder / f"{stem}.json", folder / f"{stem}.csv"
         rows = [asdict(r) for r in self.rows]
-        json_path.write_text(
+        atomic.write_text(
+            json_path,
             json.dumps({"summary": self.summary(), "rows": rows}, indent=2, default=_json_number)
-            + "\n"
+            + "\n",
         )
-        with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["image"])
-            writer.writeheader()
-            writer.writerows(rows)
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["image"])
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic.write_text(csv_path, table.getvalue())
         return json_path, csv_path
 
 
@@ -96,6 +104,7 @@ def evaluate(
     tile: int | None = 512,
     keep_outputs: bool = False,
     on_image: Callable[[int, int], None] | None = None,
+    check_determinism: bool = False,
 ) -> Evaluation:
     """PSNR/SSIM of ``imitator`` vs ``target`` on ``images`` (paths, ``builtin:NAME`` or arrays).
 
@@ -119,6 +128,10 @@ def evaluate(
                 f"{imitator.scale}x size with {imitator.out_channels} channels: "
                 "was the imitator fitted on this target?"
             )
+        if check_determinism and i == 0:
+            found = determinism.check_determinism(target, x, answer=y)
+            evaluation.deterministic = found.deterministic
+            evaluation.nondeterminism_psnr = found.psnr
         z = imitator.apply(x, tile=tile)
         base = baseline(x, y)
         evaluation.rows.append(

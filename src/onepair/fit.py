@@ -122,7 +122,10 @@ def fit(
     config = config if config is not None else FitConfig()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
-        finished = checkpoint.prepare_run_dir(out, resume)
+        first = pairs[0]
+        with torch.device("meta"):  # counts the parameters without allocating them
+            size = build(model, first.in_channels, first.out_channels, first.scale).num_params()
+        finished = checkpoint.prepare_run_dir(out, resume, checkpoint.estimate_bytes(size))
         if finished:
             return Imitator.load(out)
     start = time.perf_counter()  # the wall-clock budget counts set-up (the linear solve) too

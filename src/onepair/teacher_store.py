@@ -3,8 +3,11 @@
 The folder is an imitator run folder whose ``config.json`` gains a
 ``"teacher"`` section; ``checkpoint.safetensors`` holds the network, the
 discriminator (adversarial loss), both Adam states and the crop generator,
-with the settings as JSON metadata, written atomically, so an interrupted
-training resumes at the saved step with the same crops.
+with the settings as JSON metadata, so an interrupted training resumes at the
+saved step with the same crops. It is written and read as the fit's
+checkpoint is (:func:`onepair.checkpoint.write_verified` and
+:func:`~onepair.checkpoint.read_verified`): digests, a previous generation,
+atomic renames.
 """
 
 from __future__ import annotations
@@ -57,12 +60,8 @@ def store_checkpoint(
     generator: Any,
     state: Any,
 ) -> None:
-    """Write ``checkpoint.safetensors`` atomically: weights, Adam moments, crop generator."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from onepair.checkpoint import NAME
+    """Write ``checkpoint.safetensors`` (verified, rotating): weights, Adam moments, generator."""
+    from onepair.checkpoint import write_verified
 
     tensors, groups = {}, {}
     parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
@@ -83,29 +82,23 @@ def store_checkpoint(
         "param_groups": groups,
         "state": {"step": state.step, "elapsed": state.elapsed, "history": state.history},
     }
-    tmp = out / f".{NAME}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"onepair": json.dumps(meta)})
-    os.replace(tmp, out / NAME)
+    write_verified(out, tensors, meta)
 
 
 def restore_checkpoint(
     out: Path, settings: dict, network: Any, optimizer: Any, criterion: Any, generator: Any
 ) -> Any:
-    """Load ``checkpoint.safetensors`` into the given objects; ``None`` if there is none."""
-    import json
+    """Load the newest verified checkpoint into the given objects; ``None`` if there is none."""
+    from onepair.checkpoint import NAME, State, read_verified
 
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from onepair.checkpoint import NAME, State
-
-    path = out / NAME
-    if not path.is_file():
+    found = read_verified(out)
+    if found is None:
         return None
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads((f.metadata() or {}).get("onepair", "{}"))
+    meta, tensors = found
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a teacher checkpoint (format {meta.get('format')!r})")
+        raise ValueError(
+            f"{out / NAME} is not a teacher checkpoint (format {meta.get('format')!r})"
+        )
     differ = sorted(
         k
         for k in set(settings) | set(meta["settings"])
@@ -116,7 +109,6 @@ def restore_checkpoint(
             f"cannot resume {out}: settings differ from the interrupted training in {differ}; "
             "use the same settings or a new folder"
         )
-    tensors = load_file(str(path))
     parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
     for prefix, (module, opt) in parts.items():
         if module is None:
