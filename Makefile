@@ -57,4 +57,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-out bench-out .pytest_cache .ruff_cache .hypothesis
