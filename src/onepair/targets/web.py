@@ -56,23 +56,6 @@ GIB = 2**30
 T = TypeVar("T")
 
 
-def open_target(
-    url: str,
-    timeout: float = 60.0,
-    retries: int = 3,
-    backoff: float = 0.5,
-    concurrency: int = 4,
-    bit_depth: int = 16,
-    token: str = "",
-    deadline: float | None = None,
-    max_response: int = GIB,
-) -> WebTarget:
-    """Check the URL and options once; return a callable that queries the API per image."""
-    return WebTarget(
-        url, timeout, retries, backoff, concurrency, bit_depth, str(token), deadline, max_response
-    )
-
-
 class WebTarget:
     """``target(image) -> image`` over HTTP; see the module docstring for the protocol."""
 
@@ -234,6 +217,10 @@ class WebTarget:
                 f"{self.url} answered 200 but not with an image: {error} "
                 f"(content-type {content_type})"
             ) from error
+
+
+# The adapter table calls ``open_target(location, **options)``; the options are WebTarget's.
+open_target = WebTarget
 
 
 def _snippet(data: bytes, limit: int = 200) -> str:
