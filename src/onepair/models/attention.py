@@ -144,13 +144,7 @@ class AttentionNet(Network):
     def __init__(
         self, config: AttentionConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
     ):
-        super().__init__()
-        self.config, self.in_channels, self.out_channels, self.scale = (
-            config,
-            in_channels,
-            out_channels,
-            scale,
-        )
+        super().__init__(config, in_channels, out_channels, scale)
         c, w = config.width, config.window
         self.stem = nn.Conv2d(in_channels, c, 3, padding=1)
         self.down = nn.Conv2d(c, 2 * c, 2, stride=2)

@@ -13,6 +13,7 @@ first step (Theorem 1 of the paper, DESIGN.md).
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,15 @@ class Network(nn.Module):
     scale: int
     multiple: int  # input sizes the body accepts without padding
     body_span: Span
+
+    def __init__(self, config: Any, in_channels: int, out_channels: int, scale: int = 1):
+        super().__init__()
+        self.config, self.in_channels, self.out_channels, self.scale = (
+            config,
+            in_channels,
+            out_channels,
+            scale,
+        )
 
     def finish(self, features: int, skip: Skip, linear_kernel: int) -> None:
         """Build head and skip after the body; zero the head so the skip alone starts."""

@@ -57,13 +57,7 @@ class PlainCNN(Network):
     def __init__(
         self, config: PlainConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
     ):
-        super().__init__()
-        self.config, self.in_channels, self.out_channels, self.scale = (
-            config,
-            in_channels,
-            out_channels,
-            scale,
-        )
+        super().__init__(config, in_channels, out_channels, scale)
         k, c = config.kernel_size, config.width
         layers: list[nn.Module] = []
         span = Span()

@@ -43,15 +43,9 @@ class SoftmaxNet(Network):
     def __init__(
         self, config: SoftmaxConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
     ):
-        super().__init__()
+        super().__init__(config, in_channels, out_channels, scale)
         from onepair.models import build  # the table lives in the package, which imports us
 
-        self.config, self.in_channels, self.out_channels, self.scale = (
-            config,
-            in_channels,
-            out_channels,
-            scale,
-        )
         self.backbone = build(config.backbone, in_channels, out_channels, scale)
         self.multiple = self.backbone.multiple
         self.body_span = self.backbone.receptive_field()

@@ -58,13 +58,7 @@ class UNet(Network):
     def __init__(
         self, config: UNetConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
     ):
-        super().__init__()
-        self.config, self.in_channels, self.out_channels, self.scale = (
-            config,
-            in_channels,
-            out_channels,
-            scale,
-        )
+        super().__init__(config, in_channels, out_channels, scale)
         c, k, n, d = config.width, config.kernel_size, config.convs_per_level, config.depth
         chans = [c * 2**i for i in range(d)]
         self.enc = nn.ModuleList(
