@@ -291,3 +291,24 @@ def test_validation_on_a_wide_example_measures_a_central_window(rng):
     )
     network.linear.weight.fill_(1.0)  # every output phase copies its input pixel: exact
     assert validate(network.eval(), torch.device("cpu")) == float("inf")
+
+
+def test_watch_sees_every_validation_in_eval_mode_and_is_not_charged(blur_pair):
+    seen: list[tuple[int, float, bool]] = []
+
+    def watch(step: int, seconds: float, network: torch.nn.Module) -> None:
+        seen.append((step, seconds, network.training))
+        time.sleep(0.2)  # slow watching must not count as fit time
+
+    config = replace(TINY_FIT, steps=60, val_every=10)
+    start = time.perf_counter()
+    imitator = fit(blur_pair, TINY_MODEL, config, show_progress=False, watch=watch)
+    wall = time.perf_counter() - start
+    assert [step for step, _, _ in seen] == [0, 10, 20, 30, 40, 50, 60]
+    assert not any(training for _, _, training in seen)
+    times = [seconds for _, seconds, _ in seen]
+    assert times == sorted(times) and times[-1] <= imitator.metrics["seconds"]
+    assert imitator.metrics["seconds"] < wall - 0.9 * 0.2 * len(seen)
+    plain = fit(blur_pair, TINY_MODEL, config, show_progress=False)
+    for a, b in zip(plain.network.parameters(), imitator.network.parameters(), strict=True):
+        assert torch.equal(a, b)  # watching changes nothing

@@ -120,7 +120,7 @@ def evaluate(
     for i, source in enumerate(images):
         name = names[i] if names else (source if isinstance(source, str) else f"image{i}")
         clean = read(source) if isinstance(source, str) else as_image(source)
-        x = _model_input(target, clean, imitator.in_channels, seed, str(name))
+        x = model_input(target, clean, imitator.in_channels, seed, str(name))
         y = target(x)
         if y.shape[2] != imitator.out_channels or y.shape[0] != x.shape[0] * imitator.scale:
             raise ValueError(
@@ -152,7 +152,7 @@ def evaluate(
     return evaluation
 
 
-def _model_input(
+def model_input(
     target: SpecTarget, clean: np.ndarray, channels: int, seed: int, name: str
 ) -> np.ndarray:
     """The target's input made from ``clean``, with the imitator's channel count.

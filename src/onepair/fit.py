@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -106,6 +106,7 @@ def fit(
     out_dir: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    watch: Callable[[int, float, torch.nn.Module], None] | None = None,
 ) -> Imitator:
     """Train an imitator on ``pair``; write the run folder to ``out_dir`` if given.
 
@@ -116,6 +117,10 @@ def fit(
     With ``resume=True`` and a checkpoint in ``out_dir``, training continues
     from it (same model and fit settings required); a finished run is loaded
     and returned as it is.
+
+    ``watch(step, seconds, network)``, if given, is called after every
+    validation with the network in eval mode (e.g. to measure fidelity against
+    training time); the time it takes is not charged to the budget.
     """
     pairs = _as_pairs(pair)
     model = model if model is not None else UNetConfig()
@@ -174,6 +179,9 @@ def fit(
         state.keep_best(network, validate(network, device))
         state.log(0, time.perf_counter() - start, {"val_psnr": state.best_psnr})
     t0 = start - state.elapsed
+    if watch is not None and state.step == 0:
+        network.eval()
+        t0 += _timed(watch, 0, time.perf_counter() - t0, network)
     with FitProgress(show_progress) as bar:
         network.train()
         window: list[torch.Tensor] = []  # losses stay on the device until logged
@@ -202,11 +210,13 @@ def fit(
             if validate is not None and state.step % config.val_every == 0:
                 network.eval()
                 row["val_psnr"] = validate(network, device)
-                network.train()
                 if row["val_psnr"] > state.best_psnr:
                     state.keep_best(network, row["val_psnr"])
                 elif config.patience and state.evals_since_best() >= config.patience:
                     state.stopped_early = True
+                if watch is not None:
+                    t0 += _timed(watch, state.step, time.perf_counter() - t0, network)
+                network.train()
             if row:
                 state.log(state.step, time.perf_counter() - t0, row)
                 bar.update(progress, state)
@@ -245,6 +255,14 @@ def fit(
         imitator.save(out)
         checkpoint.remove(out)
     return imitator
+
+
+def _timed(watch: Callable[[int, float, torch.nn.Module], None], *args: object) -> float:
+    """Seconds ``watch(*args)`` took (kept out of the fit's wall-clock budget)."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        watch(*args)  # type: ignore[arg-type]
+    return time.perf_counter() - start
 
 
 def _as_pairs(pair: Pair | Sequence[Pair]) -> list[Pair]:

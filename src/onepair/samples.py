@@ -38,13 +38,16 @@ def sample(name: str, size: int | None = None) -> np.ndarray:
     from skimage import data
 
     image = as_image(getattr(data, SAMPLES[name])(), f"builtin:{name}")
-    if size is not None:
-        h, w = image.shape[:2]
-        if size > min(h, w):
-            raise ValueError(f"builtin:{name} is {h}x{w}; cannot crop {size}x{size}")
-        top, left = (h - size) // 2, (w - size) // 2
-        image = image[top : top + size, left : left + size]
-    return np.ascontiguousarray(image)
+    return image if size is None else crop_center(image, size, f"builtin:{name}")
+
+
+def crop_center(image: np.ndarray, size: int, name: str = "image") -> np.ndarray:
+    """The central ``size x size`` crop of ``image`` (H, W, C)."""
+    h, w = image.shape[:2]
+    if not 1 <= size <= min(h, w):
+        raise ValueError(f"{name} is {h}x{w}; cannot crop {size}x{size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(image[top : top + size, left : left + size])
 
 
 def read(source: str) -> np.ndarray:
