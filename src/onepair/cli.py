@@ -517,6 +517,9 @@ def main() -> None:
         sys.exit(130)
 
 
+# Commands defined in their own modules register themselves on `app` when imported.
+from onepair import cli_audit, cli_science  # noqa: E402, F401
+
 __all__ = ["app", "main"]
 
 if __name__ == "__main__":
