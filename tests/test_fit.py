@@ -307,7 +307,7 @@ def test_watch_sees_every_validation_in_eval_mode_and_is_not_charged(blur_pair):
     assert [step for step, _, _ in seen] == [0, 10, 20, 30, 40, 50, 60]
     assert not any(training for _, _, training in seen)
     times = [seconds for _, seconds, _ in seen]
-    assert times == sorted(times) and times[-1] <= imitator.metrics["seconds"]
+    assert times == sorted(times) and times[-1] <= imitator.metrics["seconds"] + 1e-3  # rounded
     assert imitator.metrics["seconds"] < wall - 0.9 * 0.2 * len(seen)
     plain = fit(blur_pair, TINY_MODEL, config, show_progress=False)
     for a, b in zip(plain.network.parameters(), imitator.network.parameters(), strict=True):
