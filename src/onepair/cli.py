@@ -22,7 +22,9 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -518,7 +520,7 @@ def main() -> None:
 
 
 # Commands defined in their own modules register themselves on `app` when imported.
-from onepair import cli_audit, cli_science  # noqa: E402, F401
+from onepair import cli_audit, cli_science, cli_study  # noqa: E402, F401
 
 __all__ = ["app", "main"]
 

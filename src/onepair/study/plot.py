@@ -1,0 +1,102 @@
+"""The paper's Fig. 3 analogues from a study's rows: PSNR against one setting.
+
+One line per combination of the other factors (the target, usually), the
+mean over seeds at each x with the seeds' standard deviation as error bars;
+the x axis may also be a result column such as ``num_params``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onepair import atomic
+from onepair.study.grid import target_spec
+
+LABELS = {
+    "psnr": "held-out PSNR of the copy (dB)",
+    "ssim": "held-out SSIM of the copy",
+    "receptive_field": "imitator receptive field (px)",
+    "num_params": "imitator parameters",
+    "example_size": "example size (px)",
+    "width": "imitator width (channels)",
+}
+
+
+def series(
+    rows: Sequence[dict[str, Any]], x: str, factors: Sequence[str], y: str = "psnr"
+) -> dict[str, list[tuple[float, float, float, int]]]:
+    """line label -> sorted ``(x, mean y, std y over seeds, seeds)``; lines differ in the
+    factors other than ``x`` and ``seed``."""
+    if rows and x not in rows[0]:
+        raise ValueError(f"no column {x!r} in the study; columns: {', '.join(rows[0])}")
+    others = [f for f in factors if f not in (x, "seed", "target")]
+    points: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        label = " ".join([_short(target_spec(row))] + [f"{f}={row[f]}" for f in others])
+        points[label][row[x]].append(row[y])
+    return {
+        label: sorted(
+            (float(at), float(np.mean(v)), float(np.std(v)), len(v)) for at, v in by_x.items()
+        )
+        for label, by_x in points.items()
+    }
+
+
+def _short(spec: str) -> str:
+    return spec if len(spec) <= 40 else spec[:37] + "..."
+
+
+def plot(
+    rows: Sequence[dict[str, Any]],
+    x: str,
+    factors: Sequence[str],
+    out: str | Path,
+    y: str = "psnr",
+    title: str | None = None,
+) -> Path:
+    """Draw ``y`` against ``x`` as a PNG at ``out``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    lines = series(rows, x, factors, y)
+    if not lines:
+        raise ValueError("the study has no finished cells to plot")
+    figure = Figure(figsize=(7.5, 4.8), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    xs = [p[0] for line in lines.values() for p in line]
+    for label, line in lines.items():
+        at, mean, std, _ = zip(*line, strict=True)
+        axes.errorbar(at, mean, yerr=std, marker="o", capsize=3, label=label)
+    if min(xs) > 0 and max(xs) / min(xs) >= 8:
+        axes.set_xscale("log", base=2 if x != "num_params" else 10)
+        if x != "num_params":
+            ticks = sorted(set(xs))
+            axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    axes.set_xlabel(LABELS.get(x, x))
+    axes.set_ylabel(LABELS.get(y, y))
+    seeds = max(p[3] for line in lines.values() for p in line)
+    axes.set_title(title or f"{LABELS.get(y, y)} vs {LABELS.get(x, x)}", fontsize=10)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    if seeds > 1:
+        figure.text(0.01, 0.01, f"error bars: std over {seeds} seeds", fontsize=7)
+    figure.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic.write_bytes(out, buffer.getvalue())
+
+
+def default_x(factors: Sequence[str]) -> str:
+    """The first factor that is not the target or the seed."""
+    for factor in factors:
+        if factor not in ("target", "seed"):
+            return factor
+    raise ValueError("the grid varies only the target and the seed; pass --x COLUMN")
