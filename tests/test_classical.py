@@ -252,6 +252,9 @@ def test_bm3d_denoises(photo):
         check_image(out, image.shape, "bm3d")
         np.testing.assert_array_equal(out, target(noisy))
         assert psnr(out, image) > psnr(noisy, image) + 3.0
+    gray_rgb = np.repeat(photo[:48, :40, :1], 3, axis=2)  # R = G = B: the gray path, no NaN
+    out = load_target("bm3d")(gray_rgb)
+    assert np.isfinite(out).all() and np.array_equal(out[..., 0], out[..., 2])
 
 
 def test_missing_bm3d_names_the_package_and_its_licence(photo, monkeypatch):

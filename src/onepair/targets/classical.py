@@ -176,7 +176,8 @@ def wavelet_denoise(
 def bm3d(image: np.ndarray, sigma: float = 25.0) -> np.ndarray:
     """BM3D denoising (package ``bm3d``, optional), noise ``sigma`` on the 0..255 scale.
 
-    RGB uses the colour variant; other channel counts are denoised per channel.
+    RGB uses the colour variant (gray repeated to RGB the gray one); other channel counts
+    are denoised per channel.
     Slow: about 15-30 s per 256x256 RGB image (one thread, so that it is deterministic).
     """
     try:
@@ -189,7 +190,20 @@ def bm3d(image: np.ndarray, sigma: float = 25.0) -> np.ndarray:
     noise = sigma / 255.0
     profile = bm3d_package.BM3DProfile()
     profile.num_threads = 1  # more threads change the sums' order: outputs differ by ~1e-7
-    if image.shape[2] == 3:
+    gray = (
+        image.shape[2] == 3
+        and np.array_equal(image[..., 0], image[..., 1])
+        and np.array_equal(image[..., 0], image[..., 2])
+    )
+    if gray:  # the colour path divides by the empty chroma channels' zero range (all NaN)
+        out = np.repeat(
+            bm3d_package.bm3d(image[..., :1].astype(np.float64), noise, profile).reshape(
+                image.shape[:2] + (1,)
+            ),
+            3,
+            axis=2,
+        )
+    elif image.shape[2] == 3:
         out = bm3d_package.bm3d_rgb(image.astype(np.float64), noise, profile)
     else:
         out = _per_channel(image.astype(np.float64), lambda c: bm3d_package.bm3d(c, noise, profile))
