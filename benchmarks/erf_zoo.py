@@ -48,7 +48,8 @@ import numpy as np
 
 from common import machine, machine_line, table, write_record
 from onepair import atomic
-from onepair.erf import DELTA, black_box_erf, erf_radius, save_heatmap
+from onepair.erf import DELTA, black_box_erf, erf_radius
+from onepair.erf_figure import save_heatmap
 from onepair.samples import sample
 from onepair.targets import SpecTarget, load_target
 

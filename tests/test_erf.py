@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import onepair.cli_science  # noqa: F401  (registers `onepair erf` and `onepair theorem`)
 from onepair.cli import app
-from onepair.erf import DELTA, black_box_erf, erf_radius, gradient_erf, save_heatmap, write_erf
+from onepair.erf import DELTA, black_box_erf, erf_radius, gradient_erf
+from onepair.erf_figure import save_heatmap, write_erf
 from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator
 from onepair.models import Skip, UNetConfig, build

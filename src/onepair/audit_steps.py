@@ -147,7 +147,8 @@ def erf(
     target: Callable, copy: Imitator, channels: int, config: AuditConfig, store: Store, out: Path
 ):
     """Black-box ERF of the target and of the best copy, with heat maps; None if it fails."""
-    from onepair.erf import black_box_erf, save_heatmap  # matplotlib: only when drawing
+    from onepair.erf import black_box_erf
+    from onepair.erf_figure import save_heatmap
 
     done = store.get("erf")
     if done is not None:

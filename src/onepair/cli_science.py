@@ -41,7 +41,8 @@ def erf_command(
     device: str = typer.Option("auto", help="device for a run folder: auto | cpu | cuda"),
 ) -> None:
     """Effective receptive field (paper, Fig. 4): how far a change at the centre pixel spreads."""
-    from onepair.erf import black_box_erf, gradient_erf, write_erf
+    from onepair.erf import black_box_erf, gradient_erf
+    from onepair.erf_figure import write_erf
     from onepair.imitator import Imitator
     from onepair.targets import load_target
 

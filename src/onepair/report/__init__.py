@@ -17,25 +17,21 @@ PosixPath('audit-out/report.html')
 
 from __future__ import annotations
 
-import base64
-import html
-import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from string import Template
 from typing import Any
 
 from onepair.atomic import write_text
+from onepair.report import html as h
 from onepair.report import plots
+from onepair.report.html import DASH
 
 __all__ = ["render", "recommended_index", "evidence_text"]
 
-SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 EXPOSURES = ("high", "moderate", "low")
-DASH = "\u2014"
 
 
 def render(data: Mapping[str, Any], folder: str | Path, name: str = "report.html") -> Path:
@@ -55,103 +51,8 @@ def render(data: Mapping[str, Any], folder: str | Path, name: str = "report.html
         for section in (_header, _attack, _samples, _erf, _defenses, _method)
     )  # fmt: skip
     page = Template(files("onepair.report").joinpath("template.html").read_text("utf-8"))
-    text = page.substitute(title=_e(f"onepair audit: {target}"), body=body)
+    text = page.substitute(title=h.text(f"onepair audit: {target}"), body=body)
     return write_text(folder / name, text)
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, digits: int = 1, unit: str = "") -> str:
-    """A number for a table cell: fixed digits, "—" when missing, "∞" when infinite."""
-    if value is None:
-        return DASH
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _e(value)
-    if math.isinf(value):
-        return ("\u2212" if value < 0 else "") + "\u221e" + unit
-    if math.isnan(value):
-        return DASH
-    return f"{value:,.{digits}f}".replace("-", "\u2212") + unit
-
-
-def _duration(seconds: Any) -> str:
-    value = plots.number(seconds)
-    if value is None:
-        return DASH
-    if value < 120:
-        return f"{value:.1f} s"
-    minutes, rest = divmod(round(value), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min {rest} s"
-
-
-def _date(created: Any) -> str:
-    if not created:
-        return "undated"
-    try:
-        moment = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
-        return _e(created)
-    zone = " UTC" if moment.utcoffset() is not None and not moment.utcoffset() else ""
-    return moment.strftime("%Y-%m-%d %H:%M") + zone
-
-
-def _note(text: str) -> str:
-    return f'<p class="note">{text}</p>'
-
-
-def _data_uri(payload: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
-
-
-def _image(folder: Path, relative: Any, alt: str, cls: str = "") -> str:
-    """An inlined image file, or a note naming the file when it is missing or unreadable."""
-    if not relative:
-        return f'<div class="missing">{_e(alt)}: not recorded</div>'
-    path = folder / str(relative)
-    try:
-        payload = path.read_bytes()
-    except OSError:
-        return f'<div class="missing">{_e(alt)}: image {_e(relative)} not found</div>'
-    mime = next((m for sig, m in SIGNATURES.items() if payload.startswith(sig)), None)
-    if mime is None:
-        return f'<div class="missing">{_e(alt)}: {_e(relative)} is not a PNG or JPEG</div>'
-    klass = f' class="{cls}"' if cls else ""
-    return f'<img{klass} src="{_data_uri(payload, mime)}" alt="{_e(alt)}">'
-
-
-def _figure(images: list[tuple[str, str]], cls: str = "row") -> str:
-    """A row of (image html, caption html) panels."""
-    cells = "".join(f"<figure>{img}<figcaption>{cap}</figcaption></figure>" for img, cap in images)
-    return f'<div class="{cls}">{cells}</div>'
-
-
-def _plot(png: bytes | None, alt: str, missing: str) -> str:
-    if png is None:
-        return _note(missing)
-    return f'<img class="plot" src="{_data_uri(png)}" alt="{_e(alt)}">'
-
-
-def _table(head: list[str], rows: list[list[str]], numeric: set[int], cls: str = "") -> str:
-    """A table; ``head`` and ``rows`` hold ready HTML, columns in ``numeric`` right-aligned."""
-
-    def cells(tag: str, values: list[str]) -> str:
-        return "".join(
-            f'<{tag} class="num">{v}</{tag}>' if i in numeric else f"<{tag}>{v}</{tag}>"
-            for i, v in enumerate(values)
-        )
-
-    body = "".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
-    klass = f' class="{cls}"' if cls else ""
-    return f"<table{klass}><thead><tr>{cells('th', head)}</tr></thead><tbody>{body}</tbody></table>"
-
-
-# ----------------------------------------------------------------------------- sections
 
 
 def _header(data: Mapping[str, Any], folder: Path) -> str:
@@ -163,25 +64,25 @@ def _header(data: Mapping[str, Any], folder: Path) -> str:
     size = f"{example.get('width', '?')}\u00d7{example.get('height', '?')}"
     channels = f"{example.get('in_channels', '?')}\u2192{example.get('out_channels', '?')} channels"
     scale = example.get("scale")
-    scale_text = f", scale \u00d7{_e(scale)}" if scale not in (None, 1) else ""
-    details = "".join(f"<li>{_e(d)}</li>" for d in verdict.get("details") or [])
+    scale_text = f", scale \u00d7{h.text(scale)}" if scale not in (None, 1) else ""
+    details = "".join(f"<li>{h.text(d)}</li>" for d in verdict.get("details") or [])
     advice = verdict.get("recommendation")
-    advice = f"<p><b>Recommendation.</b> {_e(advice)}</p>" if advice else ""
-    version = _e(data.get("onepair_version", "?"))
-    thumbs = _figure(
+    advice = f"<p><b>Recommendation.</b> {h.text(advice)}</p>" if advice else ""
+    version = h.text(data.get("onepair_version", "?"))
+    thumbs = h.figure(
         [
-            (_image(folder, example.get("input"), "example input", "thumb"), "published input"),
-            (_image(folder, example.get("output"), "example output", "thumb"), "published output"),
+            (h.image(folder, example.get("input"), "example input", "thumb"), "published input"),
+            (h.image(folder, example.get("output"), "example output", "thumb"), "published output"),
         ]
     )
     return f"""<header>
-<h1>onepair audit: <span class="target">{_e(target)}</span></h1>
-<p class="meta">{_date(data.get("created"))} &middot; onepair {version} &middot; example
-<code>{_e(example.get("source", "?"))}</code>, {size} px, {channels}{scale_text}</p>
+<h1>onepair audit: <span class="target">{h.text(target)}</span></h1>
+<p class="meta">{h.date(data.get("created"))} &middot; onepair {version} &middot; example
+<code>{h.text(example.get("source", "?"))}</code>, {size} px, {channels}{scale_text}</p>
 </header>
 <div class="verdict {klass}">
-<div class="level">{_e(exposure)} exposure</div>
-<p class="summary">{_e(verdict.get("summary") or "No verdict was recorded.")}</p>
+<div class="level">{h.text(exposure)} exposure</div>
+<p class="summary">{h.text(verdict.get("summary") or "No verdict was recorded.")}</p>
 {advice}
 {f"<ul>{details}</ul>" if details else ""}
 </div>
@@ -199,17 +100,17 @@ def _attack(data: Mapping[str, Any], folder: Path) -> str:
         rf = imitator.get("receptive_field")
         best = " <b>(best)</b>" if imitator.get("name") == attack.get("best") else ""
         rows.append([
-            f"{_e(imitator.get('name', '?'))}{best}",
-            _e(imitator.get("description") or ""),
-            _num(imitator.get("num_params"), 0),
-            f"{_num(rf, 0)}\u00d7{_num(rf, 0)} px" if rf is not None else DASH,
-            _duration(imitator.get("fit_seconds")),
-            f"{_num(imitator.get('psnr'), 2)} \u00b1 {_num(imitator.get('psnr_std'), 2)}",
-            _num(imitator.get("ssim"), 3),
-            _num(floor, 2),
+            f"{h.text(imitator.get('name', '?'))}{best}",
+            h.text(imitator.get("description") or ""),
+            h.num(imitator.get("num_params"), 0),
+            f"{h.num(rf, 0)}\u00d7{h.num(rf, 0)} px" if rf is not None else DASH,
+            h.duration(imitator.get("fit_seconds")),
+            f"{h.num(imitator.get('psnr'), 2)} \u00b1 {h.num(imitator.get('psnr_std'), 2)}",
+            h.num(imitator.get("ssim"), 3),
+            h.num(floor, 2),
         ])  # fmt: skip
-    table = _table(head, rows, {2, 3, 4, 5, 6, 7}) if rows else _note("No imitator was fitted.")
-    plot = _plot(plots.fidelity_curve(imitators, floor), "fidelity vs training time",
+    table = h.table(head, rows, {2, 3, 4, 5, 6, 7}) if rows else h.note("No imitator was fitted.")
+    plot = h.plot(plots.fidelity_curve(imitators, floor), "fidelity vs training time",
                  "No training curve was recorded.")  # fmt: skip
     return f"""<section><h2>How well one published pair copies the model</h2>
 <p>Each imitator is a network fitted only on the published input/output pair, then run on
@@ -224,21 +125,21 @@ def _samples(data: Mapping[str, Any], folder: Path) -> str:
     samples = [s for s in (data.get("attack") or {}).get("samples") or [] if isinstance(s, Mapping)]
     rows = []
     for s in samples:
-        name = _e(s.get("name", "?"))
+        name = h.text(s.get("name", "?"))
         scale = s.get("error_scale")
-        error = f"|error| \u00d7 {_num(scale, 0)}" if scale is not None else "|error|"
-        panels = [(_image(folder, s.get(key), f"{s.get('name', '?')} {cap}"), cap)
+        error = f"|error| \u00d7 {h.num(scale, 0)}" if scale is not None else "|error|"
+        panels = [(h.image(folder, s.get(key), f"{s.get('name', '?')} {cap}"), cap)
                   for key, cap in (("input", "input"), ("target", "target output"),
                                    ("imitation", "imitation"), ("error", error))]  # fmt: skip
-        score = f"PSNR {_num(s.get('psnr'), 2)} dB &middot; SSIM {_num(s.get('ssim'), 3)}"
+        score = f"PSNR {h.num(s.get('psnr'), 2)} dB &middot; SSIM {h.num(s.get('ssim'), 3)}"
         rows.append(
             f'<div class="sample"><h3>{name} <span class="score">{score}</span></h3>'
-            f"{_figure(panels, 'row four')}</div>"
+            f"{h.figure(panels, 'row four')}</div>"
         )
-    body = "".join(rows) or _note("No side-by-side samples were recorded.")
+    body = "".join(rows) or h.note("No side-by-side samples were recorded.")
     return f"""<section><h2>Target vs imitation on images it never saw</h2>
-<p>The best imitator ({_e((data.get("attack") or {}).get("best") or DASH)}) against the real model
-on held-out images; the error map is the absolute difference, magnified.</p>
+<p>The best imitator ({h.text((data.get("attack") or {}).get("best") or DASH)}) against the
+real model on held-out images; the error map is the absolute difference, magnified.</p>
 {body}</section>"""
 
 
@@ -253,21 +154,21 @@ them. A large ERF means the model uses wide context, which one example covers fa
 well.</p>"""
     if not isinstance(erf, Mapping):
         return f"""<section><h2>Effective receptive field</h2>{explain}
-{_note("The effective receptive field was not measured (the stage failed or was skipped).")}
+{h.note("The effective receptive field was not measured (the stage failed or was skipped).")}
 </section>"""
     mass = plots.number(erf.get("mass"))
     within = f" (holding {mass:.0%} of the response)" if mass is not None else ""
-    panels = [(_image(folder, erf.get("image"), "target ERF", "heat"),
-               f"target: radius {_num(erf.get('radius'), 1)} px{within}")]  # fmt: skip
+    panels = [(h.image(folder, erf.get("image"), "target ERF", "heat"),
+               f"target: radius {h.num(erf.get('radius'), 1)} px{within}")]  # fmt: skip
     if erf.get("imitator_image") or erf.get("imitator_radius") is not None:
-        panels.append((_image(folder, erf.get("imitator_image"), "imitator ERF", "heat"),
-                       f"imitator: radius {_num(erf.get('imitator_radius'), 1)} px"))  # fmt: skip
+        panels.append((h.image(folder, erf.get("imitator_image"), "imitator ERF", "heat"),
+                       f"imitator: radius {h.num(erf.get('imitator_radius'), 1)} px"))  # fmt: skip
     how = (
-        f"Measured on {_e(erf.get('images', '?'))} images with noise &sigma; = "
-        f"{_num(erf.get('sigma'), 0)} and a centre change of {_num(erf.get('delta'), 2)}."
+        f"Measured on {h.text(erf.get('images', '?'))} images with noise &sigma; = "
+        f"{h.num(erf.get('sigma'), 0)} and a centre change of {h.num(erf.get('delta'), 2)}."
     )
     return f"""<section><h2>Effective receptive field</h2>{explain}
-{_figure(panels)}<p class="small">{how}</p></section>"""
+{h.figure(panels)}<p class="small">{how}</p></section>"""
 
 
 def evidence_text(evidence: Any, copies: int) -> str:
@@ -289,16 +190,16 @@ def evidence_text(evidence: Any, copies: int) -> str:
 
     extra = []
     if evidence.get("bit_accuracy") is not None:
-        extra.append(f"bit accuracy {_num(evidence.get('bit_accuracy'), 2)}")
+        extra.append(f"bit accuracy {h.num(evidence.get('bit_accuracy'), 2)}")
     if evidence.get("correlation") is not None:
-        extra.append(f"corr {_num(evidence.get('correlation'), 2)}")
+        extra.append(f"corr {h.num(evidence.get('correlation'), 2)}")
     if kind == "watermark" and evidence.get("in_published") is not None:
-        extra.append(f"in published {_num(evidence.get('in_published'), 2)}")
+        extra.append(f"in published {h.num(evidence.get('in_published'), 2)}")
     if evidence.get("control_rate") is not None:
         extra.append(f"false positives {count(evidence.get('control_rate'))}")
     where = "copies" if copies else "of copies"
     detail = f" ({'; '.join(extra)})" if extra else ""
-    return f"{_e(kind)} found in {count(evidence.get('rate'))} {where}{detail}"
+    return f"{h.text(kind)} found in {count(evidence.get('rate'))} {where}{detail}"
 
 
 def recommended_index(defenses: list[Mapping[str, Any]], verdict: Mapping[str, Any]) -> int | None:
@@ -330,7 +231,7 @@ def _defenses(data: Mapping[str, Any], folder: Path) -> str:
     defenses = [d for d in data.get("defenses") or [] if isinstance(d, Mapping)]
     title = "<section><h2>Defences</h2>"
     if not defenses:
-        return title + _note("No defence was evaluated.") + "</section>"
+        return title + h.note("No defence was evaluated.") + "</section>"
     verdict = data.get("verdict") or {}
     best = recommended_index(defenses, verdict)
     base = next((plots.number(d.get("psnr")) for d in defenses if d.get("defense") == "none"), None)
@@ -340,28 +241,28 @@ def _defenses(data: Mapping[str, Any], folder: Path) -> str:
         fidelity = plots.number(d.get("psnr"))
         change = DASH
         if base is not None and fidelity is not None and d.get("defense") != "none":
-            change = f"{'+' if fidelity >= base else ''}{_num(fidelity - base, 1)} dB"
-        label = _e(d.get("label") or d.get("defense", "?"))
+            change = f"{'+' if fidelity >= base else ''}{h.num(fidelity - base, 1)} dB"
+        label = h.text(d.get("label") or d.get("defense", "?"))
         rows.append([
             f"{label} <b class='rec'>recommended</b>" if i == best else label,
-            "none" if d.get("cost_psnr") is None else _num(d.get("cost_psnr"), 1),
-            "none" if d.get("cost_ssim") is None else _num(d.get("cost_ssim"), 3),
-            _num(d.get("psnr"), 2),
-            _num(d.get("ssim"), 3),
+            "none" if d.get("cost_psnr") is None else h.num(d.get("cost_psnr"), 1),
+            "none" if d.get("cost_ssim") is None else h.num(d.get("cost_ssim"), 3),
+            h.num(d.get("psnr"), 2),
+            h.num(d.get("ssim"), 3),
             change,
             evidence_text(d.get("evidence"), copies),
         ])  # fmt: skip
     head = ["defence", "cost: PSNR (dB)", "cost: SSIM", "copy PSNR (dB)", "copy SSIM",
             "change vs undefended", "evidence of copying"]  # fmt: skip
     floor = (data.get("attack") or {}).get("floor_psnr")
-    plot = _plot(plots.tradeoff(defenses, best, floor), "defence trade-off",
+    plot = h.plot(plots.tradeoff(defenses, best, floor), "defence trade-off",
                  "No defence has a copy fidelity to plot.")  # fmt: skip
     return f"""{title}
 <p>Each defence changes the published output before an attacker sees it. <i>Cost</i> is how far
 the published output moves from the true one (PSNR; "none" = unchanged); <i>copy fidelity</i> is
 how well an imitator fitted on that published pair reproduces the model on held-out images.
 A good defence lowers copy fidelity at little cost, or leaves evidence in the copies.</p>
-{_table(head, rows, {1, 2, 3, 4, 5})}
+{h.table(head, rows, {1, 2, 3, 4, 5})}
 <figure class="plot">{plot}<figcaption>Trade-off: cost to the owner (right = cheaper) against copy
 fidelity (lower = better protected). Undefended: dashed line and the "no change" column.
 </figcaption></figure></section>"""
@@ -369,13 +270,18 @@ fidelity (lower = better protected). Undefended: dashed line and the "no change"
 
 def _method(data: Mapping[str, Any], folder: Path) -> str:
     settings = data.get("settings") or {}
-    rows = [[_e(k), _e(v)] for k, v in settings.items()] if isinstance(settings, Mapping) else []
-    table = _table(["setting", "value"], rows, {1}, "narrow") if rows else _note("No settings.")
-    held = ", ".join(f"<code>{_e(h)}</code>" for h in data.get("held_out") or []) or DASH
+    rows = (
+        [[h.text(k), h.text(v)] for k, v in settings.items()]
+        if isinstance(settings, Mapping)
+        else []
+    )
+    table = h.table(["setting", "value"], rows, {1}, "narrow") if rows else h.note("No settings.")
+    held = ", ".join(f"<code>{h.text(name)}</code>" for name in data.get("held_out") or [])
+    held = held or DASH
     return f"""<section class="method"><h2>Method</h2>
-<p>Command:</p><pre>{_e(data.get("command") or DASH)}</pre>
-<p>Queries to the target: {_num(data.get("queries"), 0)} images &middot; wall time
-{_duration(data.get("seconds"))} &middot; held-out images: {held}.</p>
+<p>Command:</p><pre>{h.text(data.get("command") or DASH)}</pre>
+<p>Queries to the target: {h.num(data.get("queries"), 0)} images &middot; wall time
+{h.duration(data.get("seconds"))} &middot; held-out images: {held}.</p>
 {table}
 <p>PSNR (peak signal-to-noise ratio, dB) compares the imitation with the real model's output on
 the same image: higher is closer, and every 10 dB is a tenfold smaller squared error. The
