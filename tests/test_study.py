@@ -215,7 +215,10 @@ def test_scheduler_without_dask_says_how_to_install(tmp_path: Path, monkeypatch)
         ("[study]\ntarget = 'identity'\nloss = 'l3'", "study.loss is 'l3'; expected one of"),
         ("[study]\ntarget = 'identity'\n[factors]\nseed = []", "factors.seed must be a non-empty"),
         ("[study]\ntarget = 'identity'\n[factors]\nseed = [0, 0]", "factors.seed repeats"),
-        ("[study]\ntarget = 'no-such-model'", "target 'no-such-model': unknown target 'no-such-model'"),
+        (
+            "[study]\ntarget = 'no-such-model'",
+            "target 'no-such-model': unknown target 'no-such-model'",
+        ),
         ("[study]\nwidth = 8", "no target: set study.target or factors.target"),
         ("[study]\ntarget = 'identity'\n[full]\nsteps = -1", "full.steps is -1"),
         (
@@ -281,3 +284,13 @@ def test_cli_status_export_and_plot(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no column 'nope'" in result.output
     result = runner.invoke(app, ["study", "status", str(tmp_path / "none")])
     assert result.exit_code == 2 and "holds no study" in result.output
+
+
+def test_the_linear_path_never_reaches_beyond_the_imitators_receptive_field() -> None:
+    from onepair.study.cell import model_config
+    from onepair.study.grid import SETTINGS
+
+    base = {key: default for key, (default, _, _) in SETTINGS.items()}
+    assert model_config({**base, "architecture": "plain", "receptive_field": 9}).linear_kernel == 9
+    assert model_config({**base, "architecture": "unet", "depth": 1}).linear_kernel == 3
+    assert model_config({**base, "architecture": "unet", "depth": 3}).linear_kernel == 15

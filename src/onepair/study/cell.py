@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from onepair.models import AttentionConfig, ModelConfig, PlainConfig, UNetConfig
@@ -18,23 +19,24 @@ from onepair.study.grid import target_spec
 
 
 def model_config(settings: dict[str, Any]) -> ModelConfig:
-    """The imitator a cell fits; the linear path never reaches beyond the receptive field."""
+    """The imitator a cell fits; its linear path never reaches beyond the network's own
+    receptive field, so the receptive field a grid sets is the imitator's."""
+    import torch
+
+    from onepair.models import Skip, build
+
     skip, kernel = settings["skip"], settings["linear_kernel"]
     if settings["architecture"] == "plain":
-        field = settings["receptive_field"]
-        return PlainConfig(
-            receptive_field=field,
-            width=settings["width"],
-            skip=skip,
-            linear_kernel=min(kernel, field),
+        config: ModelConfig = PlainConfig(
+            receptive_field=settings["receptive_field"], width=settings["width"], skip=skip
         )
-    if settings["architecture"] == "unet":
-        return UNetConfig(
-            depth=settings["depth"], width=settings["width"], skip=skip, linear_kernel=kernel
-        )
-    return AttentionConfig(
-        width=settings["width"], blocks=settings["blocks"], skip=skip, linear_kernel=kernel
-    )
+    elif settings["architecture"] == "unet":
+        config = UNetConfig(depth=settings["depth"], width=settings["width"], skip=skip)
+    else:
+        config = AttentionConfig(width=settings["width"], blocks=settings["blocks"], skip=skip)
+    with torch.device("meta"):  # the body's receptive field, without allocating weights
+        body = build(replace(config, skip=Skip.NONE), 1, 1).receptive_field().size
+    return replace(config, linear_kernel=min(kernel, body))
 
 
 def run_cell(settings: dict[str, Any]) -> dict[str, Any]:

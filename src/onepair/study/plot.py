@@ -21,6 +21,7 @@ LABELS = {
     "psnr": "held-out PSNR of the copy (dB)",
     "ssim": "held-out SSIM of the copy",
     "receptive_field": "imitator receptive field (px)",
+    "imitator_receptive_field": "imitator receptive field (px)",
     "num_params": "imitator parameters",
     "example_size": "example size (px)",
     "width": "imitator width (channels)",
@@ -74,7 +75,7 @@ def plot(
         at, mean, std, _ = zip(*line, strict=True)
         axes.errorbar(at, mean, yerr=std, marker="o", capsize=3, label=label)
     if min(xs) > 0 and max(xs) / min(xs) >= 8:
-        axes.set_xscale("log", base=2 if x != "num_params" else 10)
+        axes.set_xscale("log", base=10 if x == "num_params" else 2)
         if x != "num_params":
             ticks = sorted(set(xs))
             axes.set_xticks(ticks, [f"{t:g}" for t in ticks])
