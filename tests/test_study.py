@@ -280,6 +280,11 @@ def test_cli_status_export_and_plot(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     png = study / "plot-receptive_field.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = runner.invoke(app, ["study", "table", str(study)])
+    assert result.exit_code == 0 and result.output.startswith(
+        "| receptive_field \u2192 | 3 | 5 | 9 |"
+    )
+    assert len(result.output.splitlines()) == 2 + 2  # header, rule, one line per target
     result = runner.invoke(app, ["study", "plot", str(study), "--x", "nope"])
     assert result.exit_code == 2 and "no column 'nope'" in result.output
     result = runner.invoke(app, ["study", "status", str(tmp_path / "none")])

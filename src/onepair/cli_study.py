@@ -124,6 +124,27 @@ def plot_command(
     out.print(f"written {path}", highlight=False)
 
 
+@study_app.command("table")
+def table_command(
+    study: Path = typer.Argument(..., help="study folder"),
+    x: str | None = typer.Option(None, help="columns: a factor or a result column"),
+    y: str = typer.Option("psnr", help="psnr | ssim | any result column"),
+) -> None:
+    """The plot's numbers as a Markdown table: mean ± std over seeds."""
+    from onepair.study import Store
+    from onepair.study.plot import default_x, markdown_table
+
+    try:
+        store = Store(study, create=False)
+        grid = store.last_grid()
+        factors = list(grid.factors) if grid else []
+        text = markdown_table(store.rows("done"), x or default_x(factors), factors, y)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+        return
+    print(text, end="")
+
+
 @study_app.command("grids")
 def grids_command() -> None:
     """The grid files that ship with onepair: one per ablation of the paper."""

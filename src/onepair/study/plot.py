@@ -48,6 +48,23 @@ def series(
     }
 
 
+def markdown_table(
+    rows: Sequence[dict[str, Any]], x: str, factors: Sequence[str], y: str = "psnr"
+) -> str:
+    """The :func:`series` as a Markdown table: one row per line, one column per x,
+    ``mean ± std (seeds)``."""
+    lines = series(rows, x, factors, y)
+    xs = sorted({p[0] for line in lines.values() for p in line})
+    head = f"| {x} \u2192 | " + " | ".join(f"{v:g}" for v in xs) + " |"
+    out = [head, "|---|" + "---:|" * len(xs)]
+    for label, line in lines.items():
+        at = {p[0]: p for p in line}
+        cells = [f"{at[v][1]:.2f} \u00b1 {at[v][2]:.2f}" if v in at else "" for v in xs]
+        escaped = label.replace("|", "\\|")  # a spec's pipes would split the cell
+        out.append(f"| `{escaped}` | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def _short(spec: str) -> str:
     return spec if len(spec) <= 40 else spec[:37] + "..."
 
