@@ -76,6 +76,14 @@ class PlainCNN(Network):
             layers.append(nn.ReLU(inplace=True))
             span = span.conv(k)
         self.layers = nn.Sequential(*layers)
+        for layer in self.layers:
+            if isinstance(layer, nn.Conv2d):
+                # He initialisation keeps the signal's scale through a deep ReLU stack;
+                # PyTorch's default shrinks it about 3x per layer, so a 15-layer body
+                # starts with vanishing features and barely trains.
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         self.multiple = 1
         self.body_span = span
         self.finish(c, config.skip, config.linear_kernel)
