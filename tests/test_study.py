@@ -299,3 +299,24 @@ def test_the_linear_path_never_reaches_beyond_the_imitators_receptive_field() ->
     assert model_config({**base, "architecture": "plain", "receptive_field": 9}).linear_kernel == 9
     assert model_config({**base, "architecture": "unet", "depth": 1}).linear_kernel == 3
     assert model_config({**base, "architecture": "unet", "depth": 3}).linear_kernel == 15
+
+
+def test_series_average_seeds_and_fold_a_factor_into_a_result_axis() -> None:
+    from onepair.study.plot import series
+
+    rows = [
+        {
+            "target": "identity",
+            "depth": d,
+            "seed": s,
+            "imitator_receptive_field": rf,
+            "psnr": 30.0 + d + s,
+        }
+        for d, rf in ((1, 3), (2, 11))
+        for s in (0, 1)
+    ]
+    by_factor = series(rows, "depth", ["target", "depth", "seed"])
+    assert by_factor == {"identity": [(1.0, 31.5, 0.5, 2), (2.0, 32.5, 0.5, 2)]}
+    # the receptive field tells the depth: one line, not one per depth
+    by_result = series(rows, "imitator_receptive_field", ["target", "depth", "seed"])
+    assert by_result == {"identity": [(3.0, 31.5, 0.5, 2), (11.0, 32.5, 0.5, 2)]}

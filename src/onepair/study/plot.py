@@ -7,6 +7,7 @@ the x axis may also be a result column such as ``num_params``.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +36,9 @@ def series(
     factors other than ``x`` and ``seed``."""
     if rows and x not in rows[0]:
         raise ValueError(f"no column {x!r} in the study; columns: {', '.join(rows[0])}")
-    others = [f for f in factors if f not in (x, "seed", "target")]
+    others = [
+        f for f in factors if f not in (x, "seed", "target") and not _follows(rows, f, x)
+    ]
     points: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         label = " ".join([_short(target_spec(row))] + [f"{f}={row[f]}" for f in others])
@@ -46,6 +49,15 @@ def series(
         )
         for label, by_x in points.items()
     }
+
+
+def _follows(rows: Sequence[dict[str, Any]], factor: str, x: str) -> bool:
+    """Whether ``x`` (a result column such as ``num_params``) tells ``factor``'s level:
+    then the factor is the x axis itself, not a separate line."""
+    levels: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        levels[json.dumps(row[x])].add(json.dumps(row[factor]))
+    return all(len(v) == 1 for v in levels.values())
 
 
 def markdown_table(
