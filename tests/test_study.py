@@ -259,6 +259,7 @@ def test_full_table_overrides_settings_and_levels() -> None:
 def test_shipped_grids_are_valid() -> None:
     grids = shipped_grids()
     assert {"receptive-field", "model-size", "example-size", "loss", "architecture"} <= set(grids)
+    assert {"receptive-field-unet", "model-size-unet", "target-training"} <= set(grids)
     for name, path in grids.items():
         for full in (False, True):
             grid = load_grid(path, full=full, check_targets=False)
