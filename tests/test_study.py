@@ -321,3 +321,13 @@ def test_series_average_seeds_and_fold_a_factor_into_a_result_axis() -> None:
     # the receptive field tells the depth: one line, not one per depth
     by_result = series(rows, "imitator_receptive_field", ["target", "depth", "seed"])
     assert by_result == {"identity": [(3.0, 31.5, 0.5, 2), (11.0, 32.5, 0.5, 2)]}
+    # text levels (architectures) keep the grid's order
+    rows = [
+        {"target": "identity", "architecture": a, "seed": 0, "psnr": p}
+        for a, p in (("unet", 30.0), ("plain", 29.0), ("attention", 31.0))
+    ]
+    assert [p[0] for p in series(rows, "architecture", ["architecture"])["identity"]] == [
+        "unet",
+        "plain",
+        "attention",
+    ]

@@ -36,16 +36,15 @@ def series(
     factors other than ``x`` and ``seed``."""
     if rows and x not in rows[0]:
         raise ValueError(f"no column {x!r} in the study; columns: {', '.join(rows[0])}")
-    others = [
-        f for f in factors if f not in (x, "seed", "target") and not _follows(rows, f, x)
-    ]
+    others = [f for f in factors if f not in (x, "seed", "target") and not _follows(rows, f, x)]
     points: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         label = " ".join([_short(target_spec(row))] + [f"{f}={row[f]}" for f in others])
         points[label][row[x]].append(row[y])
     return {
         label: sorted(
-            (float(at), float(np.mean(v)), float(np.std(v)), len(v)) for at, v in by_x.items()
+            ((_number(at), float(np.mean(v)), float(np.std(v)), len(v)) for at, v in by_x.items()),
+            key=lambda point: _order(point[0], rows, x),
         )
         for label, by_x in points.items()
     }
@@ -66,8 +65,8 @@ def markdown_table(
     """The :func:`series` as a Markdown table: one row per line, one column per x,
     ``mean ± std (seeds)``."""
     lines = series(rows, x, factors, y)
-    xs = sorted({p[0] for line in lines.values() for p in line})
-    head = f"| {x} \u2192 | " + " | ".join(f"{v:g}" for v in xs) + " |"
+    xs = sorted({p[0] for line in lines.values() for p in line}, key=lambda v: _order(v, rows, x))
+    head = f"| {x} \u2192 | " + " | ".join(_text(v) for v in xs) + " |"
     out = [head, "|---|" + "---:|" * len(xs)]
     for label, line in lines.items():
         at = {p[0]: p for p in line}
@@ -75,6 +74,23 @@ def markdown_table(
         escaped = label.replace("|", "\\|")  # a spec's pipes would split the cell
         out.append(f"| `{escaped}` | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def _number(value: Any) -> float | str:
+    """A level as a float when it is a number, as text otherwise (architectures)."""
+    return float(value) if isinstance(value, int | float) else str(value)
+
+
+def _order(value: float | str, rows: Sequence[dict[str, Any]], x: str) -> tuple:
+    """Numbers ascending; text in the order the rows first show it."""
+    if isinstance(value, float):
+        return (0, value)
+    seen = list(dict.fromkeys(str(row[x]) for row in rows))
+    return (1, seen.index(value) if value in seen else len(seen))
+
+
+def _text(value: float | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else value
 
 
 def _short(spec: str) -> str:
@@ -100,10 +116,16 @@ def plot(
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     xs = [p[0] for line in lines.values() for p in line]
+    levels = sorted(set(xs), key=lambda v: _order(v, rows, x))
+    categorical = any(isinstance(v, str) for v in xs)
     for label, line in lines.items():
         at, mean, std, _ = zip(*line, strict=True)
+        if categorical:  # e.g. architectures: evenly spaced, in the grid's order
+            at = tuple(levels.index(v) for v in at)
         axes.errorbar(at, mean, yerr=std, marker="o", capsize=3, label=label)
-    if min(xs) > 0 and max(xs) / min(xs) >= 8:
+    if categorical:
+        axes.set_xticks(range(len(levels)), [str(v) for v in levels])
+    elif min(xs) > 0 and max(xs) / min(xs) >= 8:
         axes.set_xscale("log", base=10 if x == "num_params" else 2)
         if x != "num_params":
             ticks = sorted(set(xs))
