@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from onepair import atomic
-from onepair.study.grid import target_spec
 
 LABELS = {
     "psnr": "held-out PSNR of the copy (dB)",
@@ -39,7 +38,7 @@ def series(
     others = [f for f in factors if f not in (x, "seed", "target") and not _follows(rows, f, x)]
     points: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        label = " ".join([_short(target_spec(row))] + [f"{f}={row[f]}" for f in others])
+        label = " ".join([_short(row["target"])] + [f"{f}={row[f]}" for f in others])
         points[label][row[x]].append(row[y])
     return {
         label: sorted(
