@@ -30,6 +30,16 @@ def _grid_path(grid: str) -> Path:
     return path
 
 
+def _open(study: Path):
+    """The store of an existing study folder (a clear error when there is none)."""
+    from onepair.study import Store
+
+    try:
+        return Store(study, create=False)
+    except FileNotFoundError as error:
+        _fail(str(error))
+
+
 @study_app.command("run")
 def run_command(
     grid: str = typer.Argument(..., help="GRID.toml, or a shipped grid's name (study grids)"),
@@ -63,13 +73,7 @@ def run_command(
 @study_app.command("status")
 def status_command(study: Path = typer.Argument(..., help="study folder")) -> None:
     """Cells done, running, failed and pending; the errors of failed cells."""
-    from onepair.study import Store
-
-    try:
-        store = Store(study, create=False)
-    except FileNotFoundError as error:
-        _fail(str(error))
-        return
+    store = _open(study)
     counts = store.status()
     out.print(" ".join(f"{k}: {v}" for k, v in counts.items()), highlight=False)
     for row in store.rows("failed"):
@@ -85,13 +89,8 @@ def export_command(
 ) -> None:
     """Every finished cell as CSV: its settings, then its results."""
     from onepair import atomic
-    from onepair.study import Store
 
-    try:
-        store = Store(study, create=False)
-    except FileNotFoundError as error:
-        _fail(str(error))
-        return
+    store = _open(study)
     text = store.export_csv()
     store.close()
     if csv_path is None:
