@@ -7,7 +7,6 @@ resumes; fits resume from their checkpoints under ``OUT/runs``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from onepair.defenses import Defense, evidence, publish
+from onepair.demo import slug
 from onepair.fit import fit
 from onepair.images import save_image
 from onepair.imitator import Imitator
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
     from onepair.audit import AuditConfig, Store
 
 CURVE_TIMES = (1, 2, 4, 8, 15, 30, 60, 120, 240, 480)  # seconds at which the copy is measured
-
-
-def slug(text: str) -> str:
-    """A file name for ``text``."""
-    return re.sub(r"[^a-zA-Z0-9.=-]+", "_", text).strip("_")
 
 
 def copy_outputs(network: Any, held: dict[str, tuple[np.ndarray, np.ndarray]], device: Any) -> list:
