@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from onepair.cli import app
 from onepair.images import load_image, save_image
+from onepair.imitator import Imitator
 
 runner = CliRunner()
 TINY = [
@@ -71,8 +72,11 @@ def test_query_fit_apply_eval(tmp_path):
     eight = save_image(tmp_path / "in8.png", np.random.default_rng(1).random((20, 30, 3)))
     applied = invoke("apply", tmp_path / "run", sixteen, eight, "-o", tmp_path / "applied")
     assert applied.exit_code == 0, applied.output
-    assert "16-bit" in applied.output and "8-bit" in applied.output
-    assert load_image(tmp_path / "applied" / "in16.tif").shape == (45, 37, 3)
+    assert "16-bit, streamed" in applied.output and "8-bit" in applied.output
+    streamed = load_image(tmp_path / "applied" / "in16.tif")
+    in_memory = Imitator.load(tmp_path / "run").apply(load_image(sixteen))
+    assert streamed.shape == (45, 37, 3)
+    np.testing.assert_allclose(streamed, in_memory, atol=1 / 65535)
 
     evaluated = invoke(
         "eval",

@@ -169,14 +169,35 @@ def apply_command(
     device: str = typer.Option("auto"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
-    """Apply a fitted imitator to IMAGES; results keep their file names in --out."""
-    from onepair.images import file_bit_depth, load_image, save_image
+    """Apply a fitted imitator to IMAGES; results keep their file names in --out.
+
+    TIFF images stream: read and written a band of rows at a time (tiled output), so
+    an image larger than memory never needs to be whole in it.
+    """
+    from onepair.images import TIFF_SUFFIXES, file_bit_depth, load_image, save_image
     from onepair.imitator import Imitator
     from onepair.progress import counted
+    from onepair.stream import apply_tiff
 
     try:
         imitator = Imitator.load(run, device=device)
         for path in images:
+            if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+                with counted(f"{path.name} bands", enabled=not quiet) as update:
+                    shape, depth = apply_tiff(
+                        imitator.network,
+                        path,
+                        out_dir / path.name,
+                        tile=tile,
+                        bit_depth=bit_depth,
+                        device=imitator.device,
+                        on_tile=update,
+                    )
+                out.print(
+                    f"{path} -> {out_dir / path.name} ({'x'.join(map(str, shape))}, "
+                    f"{depth}-bit, streamed)"
+                )
+                continue
             with counted(f"{path.name} tiles", enabled=not quiet) as update:
                 result = imitator.apply(load_image(path), tile=tile, on_tile=update)
             depth = bit_depth or min(file_bit_depth(path), 16)

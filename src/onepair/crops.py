@@ -80,4 +80,4 @@ class CropSampler:
         r = (rows * scale)[:, None] + offsets  # (B, crop)
         c = (cols * scale)[:, None] + offsets  # (B, crop)
         patches = image[:, r[:, :, None], c[:, None, :]]  # (C, B, crop, crop)
-        return patches.permute(1, 0, 2, 3).contiguous()
+        return patches.permute(1, 0, 2, 3).contiguous(memory_format=torch.channels_last)

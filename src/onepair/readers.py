@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,43 +204,76 @@ def read_tiff(source: Path | io.BytesIO, name: object, limit: int | None) -> np.
     logger.addHandler(log)
     try:
         with tifffile.TiffFile(source) as tif:
-            if not tif.series:
-                raise ImageError(f"{name}: cannot read as TIFF: it holds no image")
-            series = tif.series[0]
-            axes, shape = series.axes, tuple(int(n) for n in series.shape)
-            if len(axes) != len(shape):
-                raise ImageError(f"{name}: cannot read as TIFF: axes {axes} for shape {shape}")
-            sizes = dict(zip(axes, shape, strict=True))
-            values = math.prod(shape)
-            check_size(name, sizes.get("Y", 1), sizes.get("X", 1), values, limit)
-            keep = [
-                i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if a in "YX" or n > 1
-            ]
-            kept = "".join(axes[i] for i in keep)
-            if sorted(kept.replace("S", "C")) not in (["X", "Y"], ["C", "X", "Y"]):
-                raise ImageError(
-                    f"{name}: TIFF series has shape {shape} (axes {axes}); "
-                    "expected one 2-D image with optional channels (one page)"
-                )
-            check_segments(name, series, tif.filehandle.size)
-            if series.keyframe.samplesperpixel > 1 and series.keyframe.planarconfig not in (1, 2):
-                raise ImageError(
-                    f"{name}: cannot read as TIFF: PlanarConfiguration is "
-                    f"{int(series.keyframe.planarconfig)}; expected 1 (contiguous) or 2 (planar)"
-                )
-            compression = int(series.keyframe.compression)
-            ratio = {1: 1, 8: DEFLATE_RATIO, 32946: DEFLATE_RATIO}.get(compression)
-            if ratio is not None:
-                raw = values * series.dtype.itemsize
-                check_stored(name, raw, tif.filehandle.size, ratio, "TIFF")
+            layout = tiff_layout(tif, name, limit)
             log.messages.clear()  # complaints about tags are tolerated, not about pixel data
             # zeros, not tifffile's uninitialised output: nothing of this process's memory
             # can show through where a damaged file has no data
+            series = layout.series
             array = series.asarray(out=np.zeros(series.shape, series.dtype))
             if log.messages:
                 raise ImageError(f"{name}: cannot read as TIFF: {log.messages[0]}")
     finally:
         logger.removeHandler(log)
-    array = array.reshape([shape[i] for i in keep])
+    return layout.arrange(array)
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    """The checked first series of a TIFF and how its axes map to (H, W[, C])."""
+
+    series: Any
+    shape: tuple[int, ...]  # the series' shape, axes as tifffile names them
+    keep: list[int]  # axes kept (Y, X and channel axes longer than 1)
+    order: list[int]  # transpose of the kept axes to (Y, X[, C])
+
+    @property
+    def height(self) -> int:
+        return self.shape[self.keep[self.order[0]]]
+
+    @property
+    def width(self) -> int:
+        return self.shape[self.keep[self.order[1]]]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[self.keep[self.order[2]]] if len(self.order) > 2 else 1
+
+    def arrange(self, array: np.ndarray) -> np.ndarray:
+        """An array of the series' shape as (H, W) or (H, W, C) (a view where possible)."""
+        array = array.reshape([self.shape[i] for i in self.keep])
+        return array.transpose(self.order)
+
+
+def tiff_layout(tif: Any, name: object, limit: int | None) -> TiffLayout:
+    """Check the first series of an open ``tifffile.TiffFile`` before any pixel is decoded:
+    one 2-D image with optional channels, a declared size within ``limit``, strips and
+    tiles inside the file, and no more pixels than its stored bytes can hold."""
+    if not tif.series:
+        raise ImageError(f"{name}: cannot read as TIFF: it holds no image")
+    series = tif.series[0]
+    axes, shape = series.axes, tuple(int(n) for n in series.shape)
+    if len(axes) != len(shape):
+        raise ImageError(f"{name}: cannot read as TIFF: axes {axes} for shape {shape}")
+    sizes = dict(zip(axes, shape, strict=True))
+    values = math.prod(shape)
+    check_size(name, sizes.get("Y", 1), sizes.get("X", 1), values, limit)
+    keep = [i for i, (a, n) in enumerate(zip(axes, shape, strict=True)) if a in "YX" or n > 1]
+    kept = "".join(axes[i] for i in keep)
+    if sorted(kept.replace("S", "C")) not in (["X", "Y"], ["C", "X", "Y"]):
+        raise ImageError(
+            f"{name}: TIFF series has shape {shape} (axes {axes}); "
+            "expected one 2-D image with optional channels (one page)"
+        )
+    check_segments(name, series, tif.filehandle.size)
+    if series.keyframe.samplesperpixel > 1 and series.keyframe.planarconfig not in (1, 2):
+        raise ImageError(
+            f"{name}: cannot read as TIFF: PlanarConfiguration is "
+            f"{int(series.keyframe.planarconfig)}; expected 1 (contiguous) or 2 (planar)"
+        )
+    compression = int(series.keyframe.compression)
+    ratio = {1: 1, 8: DEFLATE_RATIO, 32946: DEFLATE_RATIO}.get(compression)
+    if ratio is not None:
+        raw = values * series.dtype.itemsize
+        check_stored(name, raw, tif.filehandle.size, ratio, "TIFF")
     order = [kept.index("Y"), kept.index("X")] + [i for i, a in enumerate(kept) if a in "CS"]
-    return array.transpose(order)
+    return TiffLayout(series, shape, keep, order)

@@ -45,21 +45,41 @@ def apply_network(
             f"image has {image.shape[2]} channels; this imitator expects {network.in_channels}"
             f" (image is {'x'.join(map(str, image.shape))})"
         )
-    h, w, _ = image.shape
-    s, mult = network.scale, network.multiple
     margin = network.receptive_field().margin
-    overlap = _round_up(margin, mult)
     padded = (
         np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
         if margin
         else image
     )
+    h, w, _ = image.shape
+    out = np.empty((network.scale * h, network.scale * w, network.out_channels), np.float32)
+    apply_padded(network, padded, margin, out, tile, device, on_tile)
+    return out
+
+
+@torch.inference_mode()
+def apply_padded(
+    network: Network,
+    padded: np.ndarray,
+    margin: int,
+    out: np.ndarray,
+    tile: int | None = 512,
+    device: torch.device | str = "cpu",
+    on_tile: Callable[[int, int], None] | None = None,
+) -> None:
+    """Fill ``out`` (s*h, s*w, Cout) from ``padded``: an (h + 2*margin, w + 2*margin, Cin)
+    input that already holds ``margin`` pixels of context on every side (reflected at
+    an image's borders; real pixels where it is a band of a larger image, as in
+    :mod:`onepair.stream`). Tile origins are aligned to the network's down-sampling
+    factor relative to ``padded``'s corner."""
+    s, mult = network.scale, network.multiple
+    overlap = _round_up(margin, mult)
     ph, pw = padded.shape[:2]
+    h, w = ph - 2 * margin, pw - 2 * margin
     if tile is None:
         size_h, size_w = ph, pw
     else:
         size_h = size_w = max(_round_up(tile, mult), 2 * overlap + mult)
-    out = np.empty((s * h, s * w, network.out_channels), dtype=np.float32)
     rows, cols = _starts(ph, size_h, overlap), _starts(pw, size_w, overlap)
     for index, (top, left) in enumerate(itertools.product(rows, cols)):
         keep_top = margin if top == 0 else top + overlap
@@ -69,6 +89,7 @@ def apply_network(
         right = min(left + size_w, pw)
         keep_right = margin + w if right == pw else right - overlap
         x = to_tensor(padded[top:bottom, left:right], device)
+        x = x.contiguous(memory_format=torch.channels_last)
         y = from_tensor(network(x))  # (s*th, s*tw, Cout)
         out[
             s * (keep_top - margin) : s * (keep_bottom - margin),
@@ -79,7 +100,6 @@ def apply_network(
         ]
         if on_tile is not None:
             on_tile(index + 1, len(rows) * len(cols))
-    return out
 
 
 def _starts(length: int, size: int, overlap: int) -> list[int]:
