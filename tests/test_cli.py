@@ -164,3 +164,10 @@ def test_demo_writes_table_and_side_by_side_images(tmp_path):
     assert side.shape == (256, 3 * 256 + 2 * 4, 3)
     assert (folder / "run" / "weights.safetensors").is_file()
     assert (folder / "eval.json").is_file()
+
+
+def test_help_keeps_square_brackets():
+    shown = invoke("study", "run", "--help")
+    assert shown.exit_code == 0
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert "'onepair[cluster]'" in text and "grid's [full] table" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -56,3 +57,16 @@ def test_a_subset_of_positions_in_small_chunks_gives_the_same_filter(photo, rng)
     f = LinearFilter(3, 3, 1, 5)
     f.solve(photo, y, ridge=0.0, max_rows=3000, chunk_rows=700)  # of 7,0xx positions
     np.testing.assert_allclose(f.weight.numpy(), kernel, atol=1e-4)
+
+
+@pytest.mark.parametrize(("cin", "cout", "scale", "kernel"), [(3, 3, 1, 15), (1, 3, 2, 9)])
+def test_fft_path_equals_the_direct_convolution(cin, cout, scale, kernel, rng):
+    from onepair.models.linear import FFT_MIN_SIDE
+
+    linear = LinearFilter(cin, cout, scale, kernel)
+    linear.weight.copy_(torch.from_numpy(rng.normal(0, 0.1, linear.weight.shape)))
+    linear.bias.copy_(torch.from_numpy(rng.normal(0, 0.1, linear.bias.shape)))
+    x = torch.from_numpy(rng.random((2, cin, FFT_MIN_SIDE + 7, FFT_MIN_SIDE + 30))).float()
+    direct = F.conv2d(x, linear.weight, linear.bias, padding=kernel // 2)
+    direct = F.pixel_shuffle(direct, scale) if scale > 1 else direct
+    torch.testing.assert_close(linear(x), direct, atol=1e-5, rtol=0)

@@ -46,10 +46,10 @@ def run_command(
     out_dir: Path = typer.Option(..., "-o", "--out", help="study folder (resumes if it exists)"),
     workers: int = typer.Option(0, help="local worker processes (0: run in this process)"),
     scheduler: str | None = typer.Option(
-        None, help="Dask scheduler address, tcp://HOST:PORT (pip install 'onepair[cluster]')"
+        None, help="Dask scheduler address, tcp://HOST:PORT (pip install 'onepair\\[cluster]')"
     ),
     gpus: bool = typer.Option(False, help="each cell asks Dask workers for one GPU resource"),
-    full: bool = typer.Option(False, help="apply the grid's [full] table (full-size run)"),
+    full: bool = typer.Option(False, help="apply the grid's \\[full] table (full-size run)"),
 ) -> None:
     """Run the grid's cells that STUDY lacks; finished cells are kept across runs."""
     from onepair.study import load_grid, run_study

@@ -17,6 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Kernels from this size on inputs from this side on are applied through the FFT
+# (docs/PERFORMANCE.md: 15x15 on 3 channels runs several times faster that way).
+FFT_MIN_KERNEL = 7
+FFT_MIN_SIDE = 96
+
 
 class LinearFilter(nn.Module):
     """A fixed ``kernel x kernel`` filter from ``in_channels`` to ``out_channels * scale**2``.
@@ -36,11 +41,27 @@ class LinearFilter(nn.Module):
         self.register_buffer("bias", torch.zeros(n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # channels-last: the default CPU path for a large kernel on few channels is
-        # pathologically slow on big inputs (9.6 s vs 0.2 s for 1024x1024, 15x15, 3->3)
-        x = x.contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, self.weight, self.bias, padding=self.kernel // 2)
+        if self.kernel >= FFT_MIN_KERNEL and min(x.shape[-2:]) >= FFT_MIN_SIDE:
+            y = self._fft_conv(x)
+        else:
+            # channels-last: the default CPU path for a large kernel on few channels is
+            # pathologically slow on big inputs (9.6 s vs 0.2 s for 1024x1024, 15x15, 3->3)
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = F.conv2d(x, self.weight, self.bias, padding=self.kernel // 2)
         return F.pixel_shuffle(y, self.scale) if self.scale > 1 else y
+
+    def _fft_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv2d(x, weight, bias, padding=kernel // 2)`` through the FFT: the same
+        zero-padded correlation up to float rounding (about 1e-6), in a few operations
+        per pixel instead of ``Cin * Cout * kernel**2`` multiply-adds."""
+        k, r = self.kernel, self.kernel // 2
+        h, w = x.shape[-2:]
+        size = (h + k - 1, w + k - 1)  # no wrap-around: a linear, not circular, convolution
+        spectrum = torch.fft.rfft2(x.contiguous().float(), s=size)  # (B, Cin, H', W'/2+1)
+        kernel = torch.fft.rfft2(self.weight.flip(-2, -1).float(), s=size)  # (Cout, Cin, ...)
+        product = torch.einsum("bchw,ochw->bohw", spectrum, kernel)
+        y = torch.fft.irfft2(product, s=size)[..., r : r + h, r : r + w]
+        return y + self.bias[:, None, None]
 
     @torch.no_grad()
     def solve(
