@@ -1,22 +1,34 @@
 """Apply throughput (megapixels/s) and peak memory of the default imitator.
 
-Each image size runs in a fresh child process, so its peak resident memory
-(VmHWM, see :func:`peak_rss_bytes`) is that size's alone; the child also
-reports its resident memory after imports, and the difference. The network
-is the ``default`` preset's, untrained (weights do not change the cost), on
-square random RGB images, tiled with ``--tile``. Goal: a 4000 x 4000 RGB
-image peaks below 2 GB.
+Each case runs in a fresh child process, so its peak resident memory (VmHWM,
+see :func:`peak_rss_bytes`) is that case's alone; the child also reports its
+resident memory after imports, and the difference. The network is the
+preset's with random weights (they do not change the cost of the network; they
+make outputs that compress like real ones), on square random RGB images,
+tiled with ``--tile``, in two modes:
 
-    python benchmarks/apply_speed.py --sizes 1000 2000 4000 -o bench-out
+- ``memory``: ``Imitator.apply`` on a float32 array (input, padded copy and
+  output whole in memory), up to ``--memory-max``;
+- ``stream``: ``onepair.stream.apply_tiff`` from an 8-bit TIFF to a tiled
+  8-bit TIFF, a band of rows at a time (reading, compressing and writing
+  included).
+
+The ``--baseline`` preset (``paper-prototype``) is measured in memory at the
+smallest size in the same run, for the ratio. Goals: the default at >= 5
+megapixels/s; an 8192 x 8192 RGB image (streamed) peaks below 2 GB.
+
+    python benchmarks/apply_speed.py -o bench-out
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,16 +42,17 @@ from onepair.models import build
 from onepair.presets import preset
 
 COLUMNS = [
+    "preset",
+    "mode",
     "size",
-    "tile",
     "seconds",
     "mpix_per_s",
-    "baseline_mb",
     "peak_mb",
     "delta_mb",
     "below_2gb",
 ]
 GOAL_BYTES = 2e9
+MODES = ("memory", "stream")
 
 
 def peak_rss_bytes() -> int:
@@ -58,24 +71,68 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def child(size: int, tile: int | None, repeats: int, device: str) -> dict:
-    """Measure one size in this process; the result is printed as one JSON line."""
+def write_input(path: Path, size: int) -> None:
+    """A random 8-bit RGB TIFF of ``size x size``, written a tile at a time (uncompressed:
+    random pixels do not compress)."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    tiles = (
+        rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+        for _ in range(math.ceil(size / 256) ** 2)
+    )
+    tifffile.imwrite(
+        path,
+        tiles,
+        shape=(size, size, 3),
+        dtype=np.uint8,
+        tile=(256, 256),
+        photometric="rgb",
+        bigtiff=size * size * 3 > 2**31,
+    )
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Measure one (preset, mode, size) in this process; printed as one JSON line."""
+    from onepair.stream import apply_tiff
+
+    size, tile = args.child, args.tile or None
     baseline = peak_rss_bytes()
-    model, _ = preset("default", 3, 3, 1)
-    imitator = Imitator(build(model, 3, 3, 1), model).to(resolve_device(device))
-    image = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
-    imitator.apply(image[:256, :256], tile=tile)  # warm-up: one-off allocations, kernel choice
+    model, _ = preset(args.preset, 3, 3, 1)
+    network = build(model, 3, 3, 1)
+    with torch.no_grad():  # untrained but not zero: outputs that compress like real ones
+        torch.manual_seed(0)
+        torch.nn.init.normal_(network.head[0].weight, std=0.1)
+        if network.linear is not None:
+            network.linear.weight.normal_(0.0, 0.01)
+    imitator = Imitator(network, model).to(resolve_device(args.device))
+    warm = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
+    imitator.apply(warm, tile=tile)  # warm-up: one-off allocations, kernel choice
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = imitator.apply(image, tile=tile)
-        if imitator.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        del out
+    for _ in range(args.repeats):
+        if args.mode == "memory":
+            image = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
+            start = time.perf_counter()
+            out = imitator.apply(image, tile=tile)
+            if imitator.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+            del out, image
+        else:
+            start = time.perf_counter()
+            apply_tiff(
+                imitator.network,
+                args.input,
+                Path(args.input).with_suffix(".out.tif"),
+                tile=args.tile or 512,
+                device=imitator.device,
+            )
+            times.append(time.perf_counter() - start)
     peak = peak_rss_bytes()
     best = min(times)
     return {
+        "preset": args.preset,
+        "mode": args.mode,
         "size": size,
         "tile": tile,
         "seconds": best,
@@ -87,16 +144,21 @@ def child(size: int, tile: int | None, repeats: int, device: str) -> dict:
         "below_2gb": peak < GOAL_BYTES,
         "device": str(imitator.device),
         "torch_threads": torch.get_num_threads(),
+        "num_params": imitator.network.num_params(),
     }
 
 
-def run_child(size: int, args: argparse.Namespace) -> dict:
-    """Run :func:`child` for ``size`` in a fresh interpreter and read its JSON line."""
+def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dict:
+    """Run :func:`child` in a fresh interpreter (its own peak memory) and read its line."""
     command = [
         sys.executable,
         __file__,
         "--child",
         str(size),
+        "--preset",
+        preset_name,
+        "--mode",
+        mode,
         "--tile",
         str(args.tile),
         "--repeats",
@@ -104,12 +166,18 @@ def run_child(size: int, args: argparse.Namespace) -> dict:
         "--device",
         args.device,
     ]
+    if mode == "stream":
+        path = folder / f"input-{size}.tif"
+        if not path.exists():
+            write_input(path, size)
+        command += ["--input", str(path)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
-            f"apply_speed child for size {size} failed (exit {done.returncode}):\n{done.stderr}"
+            f"apply_speed child for {preset_name} {mode} {size} failed "
+            f"(exit {done.returncode}):\n{done.stderr}"
         )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -120,45 +188,69 @@ def main(argv: list[str] | None = None) -> dict:
         "--sizes",
         type=int,
         nargs="+",
-        default=[1000, 2000, 4000],
+        default=[1024, 4096, 8192],
         help="sides of the square RGB test images",
+    )
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument(
+        "--baseline",
+        default="paper-prototype",
+        help="preset measured beside the default (in memory, smallest size), for the ratio",
+    )
+    parser.add_argument(
+        "--memory-max", type=int, default=4096, help="largest side applied in memory"
     )
     parser.add_argument("--tile", type=int, default=512, help="tile side; 0 = whole image")
     parser.add_argument("--repeats", type=int, default=1, help="timed applies; the best counts")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="memory", help=argparse.SUPPRESS)
+    parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("-o", "--out", default="bench-out", help="folder for apply_speed.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.tile or None, args.repeats, args.device)))
+        print(json.dumps(child(args)))
         return {}
 
     info = machine()
     print(machine_line(info), flush=True)
     rows = []
-    for size in args.sizes:
-        row = run_child(size, args)
-        rows.append(row)
-        print(
-            f"apply_speed  {size}x{size}: {row['mpix_per_s']:.2f} Mpx/s, "
-            f"peak {row['peak_mb']:.0f} MB",
-            flush=True,
-        )
+    with tempfile.TemporaryDirectory(prefix="onepair-apply-") as folder:
+        cases = [(args.baseline, "memory", min(args.sizes))] if args.baseline else []
+        cases += [
+            ("default", mode, size)
+            for size in args.sizes
+            for mode in args.modes
+            if mode == "stream" or size <= args.memory_max
+        ]
+        for preset_name, mode, size in cases:
+            row = run_child(preset_name, mode, size, Path(folder), args)
+            rows.append(row)
+            print(
+                f"apply_speed  {preset_name} {mode} {size}x{size}: "
+                f"{row['mpix_per_s']:.2f} Mpx/s, peak {row['peak_mb']:.0f} MB",
+                flush=True,
+            )
+    base = next((r for r in rows if r["preset"] == args.baseline), None)
+    for row in rows:
+        row["ratio_to_baseline"] = row["mpix_per_s"] / base["mpix_per_s"] if base else None
     record = {
         "benchmark": "apply_speed",
         "machine": info,
         "settings": {
-            "preset": "default",
-            "goal": "4000x4000 RGB peaks below 2 GB",
-            **{k: v for k, v in vars(args).items() if k != "child"},
+            "goals": "default >= 5 Mpx/s; 8192x8192 RGB (streamed) peaks below 2 GB",
+            **{
+                k: v for k, v in vars(args).items() if k not in ("child", "preset", "mode", "input")
+            },
         },
         "rows": rows,
     }
     path = write_record(args.out, "apply_speed", record)
-    print(table(rows, COLUMNS))
+    print(table(rows, COLUMNS + ["ratio_to_baseline"]))
     print(f"wrote {path}", flush=True)
     return record
 

@@ -1,8 +1,9 @@
 """Run every benchmark with its defaults and summarise them in one table.
 
-Writes fidelity.json, apply_speed.json, prototype.json and summary.md into
-the output folder (``make bench``). ``--quick`` shrinks every budget to check
-that the scripts work; its numbers mean nothing.
+Writes fidelity.json, apply_speed.json, time_to_fidelity.json and summary.md
+into the output folder (``make bench``; about 95 minutes on 2 CPU cores).
+``--quick`` shrinks every budget to check that the scripts work; its numbers
+mean nothing.
 
     python benchmarks/run_all.py -o bench-out
 """
@@ -14,17 +15,24 @@ from pathlib import Path
 
 import apply_speed
 import fidelity
-import prototype
+import time_to_fidelity
 from common import cell, machine_line, table
 
 QUICK = {
     "fidelity": ["--budgets", "3"],
-    "apply_speed": ["--sizes", "500"],
-    "prototype": ["--seconds", "5"],
+    "apply_speed": ["--sizes", "500", "700", "--memory-max", "500"],
+    "time_to_fidelity": [
+        "--targets",
+        "gaussian-blur:sigma=2",
+        "--budgets",
+        "2",
+        "--long",
+        "4",
+    ],
 }
 
 
-def summary_rows(fid: dict, speed: dict, proto: dict) -> list[dict]:
+def summary_rows(fid: dict, speed: dict, ttf: dict) -> list[dict]:
     """One row per headline measurement of the three benchmarks."""
     rows = []
     for r in fid["rows"]:
@@ -40,23 +48,23 @@ def summary_rows(fid: dict, speed: dict, proto: dict) -> list[dict]:
         rows.append(
             {
                 "benchmark": "apply_speed",
-                "case": f"{r['size']}x{r['size']} RGB, tile {r['tile']}",
+                "case": f"{r['preset']}, {r['size']}x{r['size']} RGB, {r['mode']}",
                 "result": f"{cell(r['mpix_per_s'])} Mpx/s",
                 "context": f"peak {r['peak_mb']:.0f} MB (+{r['delta_mb']:.0f} over imports); "
-                f"below 2 GB: {cell(r['below_2gb'])}",
+                f"below 2 GB: {cell(r['below_2gb'])}; x{cell(r['ratio_to_baseline'])} "
+                "the baseline",
             }
         )
-    proto_row, default_row = proto["rows"]
-    rows.append(
-        {
-            "benchmark": "prototype",
-            "case": f"time to P_proto = {cell(proto['p_proto'])} dB",
-            "result": f"prototype / default = {cell(proto['ratio_prototype_over_default'])}",
-            "context": f"prototype {cell(proto['prototype_time_to_p_proto_s'])} s, default "
-            f"{cell(proto['default_time_to_p_proto_s'])} s (- = never); test PSNR "
-            f"{cell(proto_row['test_psnr'])} vs {cell(default_row['test_psnr'])} dB",
-        }
-    )
+    for r in ttf["rows"]:
+        rows.append(
+            {
+                "benchmark": "time_to_fidelity",
+                "case": f"{r['target']}: within 0.5 dB of {cell(r['long_psnr'])} dB",
+                "result": f"default {cell(r['default_s'])} s",
+                "context": f"paper-prototype {cell(r['prototype_s'])} s (- = never); ratio "
+                f"{r['ratio_text'] or '-'}",
+            }
+        )
     return rows
 
 
@@ -71,14 +79,14 @@ def main(argv: list[str] | None = None) -> None:
 
     fid = fidelity.main(extra("fidelity"))
     speed = apply_speed.main(extra("apply_speed"))
-    proto = prototype.main(extra("prototype"))
+    ttf = time_to_fidelity.main(extra("time_to_fidelity"))
     text = (
         "\n\n".join(
             [
                 "# onepair benchmarks"
                 + (" (quick smoke run: numbers mean nothing)" if args.quick else ""),
                 machine_line(fid["machine"]),
-                table(summary_rows(fid, speed, proto), ["benchmark", "case", "result", "context"]),
+                table(summary_rows(fid, speed, ttf), ["benchmark", "case", "result", "context"]),
             ]
         )
         + "\n"

@@ -19,8 +19,10 @@ held-out photographs (queried once, before any fit):
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from common import cell, machine, machine_line, table, write_record
 from onepair.audit_steps import copy_outputs, fidelity
@@ -43,10 +45,13 @@ COLUMNS = [
     "floor_psnr",
     "long_psnr",
     "goal_psnr",
-    "default_s",
+    "default_text",
     "prototype_s",
-    "ratio",
-    "prototype_best_psnr",
+    "ratio_text",
+    "p_proto",
+    "default_to_p_proto_s",
+    "prototype_to_p_proto_s",
+    "ratio_at_p_proto",
 ]
 
 
@@ -68,13 +73,17 @@ def run_fit(pair: Pair, name: str, seconds: float, seed: int, held: dict, watch_
         config = replace(config, val_every=watch_every)
     curve: list[tuple[float, float]] = []
 
+    watching = [0.0]  # seconds spent measuring, which the fit's clock leaves out
+
     def watch(step: int, elapsed: float, network) -> None:
+        start = time.perf_counter()
         device = next(network.parameters()).device
         curve.append((elapsed, fidelity(copy_outputs(network, held, device))["psnr"]))
+        watching[0] += time.perf_counter() - start
 
     start = time.perf_counter()
     imitator = fit(pair, model, config, show_progress=False, watch=watch if watch_every else None)
-    setup = (time.perf_counter() - start) - imitator.metrics["seconds"]
+    setup = (time.perf_counter() - start) - imitator.metrics["seconds"] - watching[0]
     scores = fidelity(copy_outputs(imitator.network, held, imitator.device))
     return scores, imitator.metrics, [(setup + t, p) for t, p in curve]
 
@@ -90,60 +99,94 @@ def measure(spec: str, args: argparse.Namespace) -> dict:
         scores, metrics, _ = run_fit(pair, "default", seconds, args.seed, held)
         default.append({"budget_s": seconds, "steps": metrics["steps"], **scores})
         print(f"  default {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
-    long_psnr = default[-1]["psnr"]
-    goal = long_psnr - args.within
-    default_s = next((r["budget_s"] for r in default if r["psnr"] >= goal), None)
     scores, metrics, curve = run_fit(
         pair, "paper-prototype", args.long, args.seed, held, watch_every=args.prototype_every
     )
-    prototype_s = next((t for t, p in curve if p >= goal), None)
-    best = max([p for _, p in curve] + [scores["psnr"]])
-    if prototype_s is None and scores["psnr"] >= goal:
-        prototype_s = args.long
-    print(f"  prototype {args.long:g} s: {scores['psnr']:.2f} dB (best {best:.2f})", flush=True)
-    ratio = None
-    if default_s is not None:
-        ratio = (prototype_s or args.long) / default_s
+    print(f"  prototype {args.long:g} s: {scores['psnr']:.2f} dB", flush=True)
     return {
         "target": spec,
         "floor_psnr": sum(floors) / len(floors) if floors else None,
-        "long_psnr": long_psnr,
-        "goal_psnr": goal,
-        "default_s": default_s,
-        "prototype_s": prototype_s,
-        "prototype_reached": prototype_s is not None,
-        "ratio": ratio,
-        "ratio_text": None if ratio is None else f"{'' if prototype_s else '> '}{ratio:.1f}",
-        "prototype_best_psnr": best,
+        "default_fits": default,
+        "prototype_final_psnr": scores["psnr"],
         "prototype_steps": metrics["steps"],
         "prototype_curve": [{"seconds": t, "psnr": p} for t, p in curve],
-        "default_fits": default,
+    }
+
+
+def derive(row: dict, long: float, within: float) -> dict:
+    """The comparisons, from a row's measurements (a pure function, rerun by --derive).
+
+    - ``default_s``: the smallest short budget whose fit reaches the long fit's PSNR
+      minus ``within`` (None: none of the short budgets does);
+    - ``prototype_s``: when the prototype's curve first reaches that goal (None: never
+      within its ``long`` seconds); ``ratio`` their quotient, a lower bound (``>``)
+      when the prototype never gets there;
+    - at the prototype's own best PSNR (``p_proto``): the time each needs to reach
+      it, the default's as its smallest budget that does, and their ratio.
+    """
+    fits = row["default_fits"]
+    short, long_fit = fits[:-1], fits[-1]
+    goal = long_fit["psnr"] - within
+    default_s = next((f["budget_s"] for f in short if f["psnr"] >= goal), None)
+    curve = [(c["seconds"], c["psnr"]) for c in row["prototype_curve"]]
+    final = row.get("prototype_final_psnr", row.get("prototype_best_psnr"))  # older records
+    curve.append((long, final))
+    prototype_s = next((t for t, p in curve if p >= goal), None)
+    ratio = None if default_s is None else (prototype_s or long) / default_s
+    p_proto = max(p for _, p in curve)
+    proto_to_p = next(t for t, p in curve if p >= p_proto)
+    default_to_p = next((f["budget_s"] for f in fits if f["psnr"] >= p_proto), None)
+    return {
+        **row,
+        "long_psnr": long_fit["psnr"],
+        "goal_psnr": goal,
+        "default_s": default_s,
+        "default_text": f"{default_s:g}" if default_s else f"> {short[-1]['budget_s']:g}",
+        "prototype_s": prototype_s,
+        "ratio": ratio,
+        "ratio_text": None if ratio is None else f"{'' if prototype_s else '> '}{ratio:.0f}",
+        "p_proto": p_proto,
+        "prototype_to_p_proto_s": proto_to_p,
+        "default_to_p_proto_s": default_to_p,
+        "ratio_at_p_proto": proto_to_p / default_to_p if default_to_p else None,
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
-    parser.add_argument("--budgets", type=float, nargs="+", default=[10, 20, 30, 45, 60])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[2, 5, 10, 20, 30, 45, 60])
     parser.add_argument("--long", type=float, default=600.0, help="the reference fit's budget")
     parser.add_argument("--within", type=float, default=0.5, help="dB below the long fit")
     parser.add_argument("--prototype-every", type=int, default=5, help="steps between checks")
     parser.add_argument("--size", type=int, default=256, help="side of the central crops")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--out", default="bench-out", help="folder for the JSON record")
+    parser.add_argument(
+        "--derive", metavar="JSON", help="recompute the comparisons of a saved record; no fits"
+    )
     args = parser.parse_args(argv)
+    if args.derive:
+        record = json.loads(Path(args.derive).read_text())
+        settings = record["settings"]
+        record["rows"] = [derive(r, settings["long"], settings["within"]) for r in record["rows"]]
+        Path(args.derive).write_text(json.dumps(record, indent=2) + "\n")
+        print(table(record["rows"], COLUMNS))
+        return record
 
     info = machine()
     print(machine_line(info), flush=True)
     rows = []
     for spec in args.targets:
         print(f"time to fidelity: {spec}", flush=True)
-        rows.append(measure(spec, args))
+        rows.append(derive(measure(spec, args), args.long, args.within))
         r = rows[-1]
         print(
-            f"  goal {r['goal_psnr']:.2f} dB: default {cell(r['default_s'])} s, prototype "
+            f"  goal {r['goal_psnr']:.2f} dB: default {r['default_text']} s, prototype "
             f"{cell(r['prototype_s'])} s (- = not within {args.long:g} s), ratio "
-            f"{r['ratio_text'] or '-'}",
+            f"{r['ratio_text'] or '-'}; at the prototype's best {r['p_proto']:.2f} dB: "
+            f"default {cell(r['default_to_p_proto_s'])} s, prototype "
+            f"{r['prototype_to_p_proto_s']:.0f} s",
             flush=True,
         )
     record = {
@@ -157,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     path = write_record(args.out, "time_to_fidelity", record)
-    print(table([{**r, "ratio": r["ratio_text"]} for r in rows], COLUMNS))
+    print(table(rows, COLUMNS))
     print(f"wrote {path}", flush=True)
     return record
 

@@ -70,3 +70,8 @@ def test_fft_path_equals_the_direct_convolution(cin, cout, scale, kernel, rng):
     direct = F.conv2d(x, linear.weight, linear.bias, padding=kernel // 2)
     direct = F.pixel_shuffle(direct, scale) if scale > 1 else direct
     torch.testing.assert_close(linear(x), direct, atol=1e-5, rtol=0)
+    linear, x = linear.double(), x.double()  # a float64 network keeps float64 precision
+    direct = F.conv2d(x, linear.weight, linear.bias, padding=kernel // 2)
+    direct = F.pixel_shuffle(direct, scale) if scale > 1 else direct
+    assert linear(x).dtype == torch.float64
+    torch.testing.assert_close(linear(x), direct, atol=1e-11, rtol=0)

@@ -69,6 +69,9 @@ def measured_dependencies(network, size, scale, positions):
         (UNetConfig(depth=3, width=4, skip=Skip.NONE), 1),
         (UNetConfig(depth=3, width=4, kernel_size=5, convs_per_level=1, skip=Skip.NONE), 1),
         (UNetConfig(depth=2, width=4, skip=Skip.NONE), 2),
+        (UNetConfig(depth=2, width=4, unshuffle=2, skip=Skip.NONE), 1),
+        (UNetConfig(depth=3, width=4, unshuffle=2, skip=Skip.NONE), 2),
+        (UNetConfig(depth=1, width=4, unshuffle=3, skip=Skip.NONE), 1),
         (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 1),
         (PlainConfig(receptive_field=9, width=4, skip=Skip.NONE), 3),
     ],
@@ -77,7 +80,8 @@ def test_impulse_response_lies_inside_computed_receptive_field(config, scale):
     network = build(config, 2, 1, scale)
     span = network.receptive_field()
     centre = 64 * scale
-    positions = [(centre + a, centre + b) for a in range(4 * scale) for b in range(4 * scale)]
+    phases = max(4, network.multiple) * scale  # every phase of the down-sampling grid
+    positions = [(centre + a, centre + b) for a in range(phases) for b in range(phases)]
     lo, hi = measured_dependencies(network, 128, scale, positions)
     assert span.lo <= lo and hi <= span.hi
     assert (lo, hi) == (span.lo, span.hi)  # and the closed form is tight, not just safe
@@ -85,7 +89,12 @@ def test_impulse_response_lies_inside_computed_receptive_field(config, scale):
 
 @pytest.mark.parametrize("scale", [1, 2, 3])
 @pytest.mark.parametrize(
-    "config", [UNetConfig(depth=3, width=4), PlainConfig(receptive_field=7, width=4)]
+    "config",
+    [
+        UNetConfig(depth=3, width=4),
+        UNetConfig(depth=2, width=4, unshuffle=2),
+        PlainConfig(receptive_field=7, width=4),
+    ],
 )
 def test_any_size_channels_and_scale(config, scale):
     network = build(config, 1, 3, scale)

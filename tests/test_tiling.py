@@ -34,6 +34,7 @@ def whole(network, image):
     [
         (UNetConfig(depth=3, width=4, linear_kernel=7), 3, 3, 1),
         (UNetConfig(depth=2, width=4, skip=Skip.NONE), 1, 3, 2),
+        (UNetConfig(depth=2, width=4, unshuffle=2, linear_kernel=5), 3, 3, 1),
         (PlainConfig(receptive_field=11, width=4, batchnorm=True), 2, 2, 1),
     ],
 )

@@ -43,9 +43,9 @@ from onepair.verdict import verdict
 
 HELD_OUT = ("builtin:coffee", "builtin:chelsea", "builtin:rocket", "builtin:camera")
 IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
-    ("small", "U-Net, 2 levels, 8 channels", UNetConfig(depth=2, width=8)),
-    ("default", "U-Net, 3 levels, 16 channels (onepair's default)", UNetConfig()),
-    ("large", "U-Net, 3 levels, 32 channels", UNetConfig(width=32)),
+    ("default", "U-Net, 2 levels, 8 channels (onepair's default)", UNetConfig()),
+    ("medium", "U-Net, 3 levels, 16 channels", UNetConfig(depth=3, width=16)),
+    ("large", "U-Net, 3 levels, 32 channels", UNetConfig(depth=3, width=32)),
 )
 
 

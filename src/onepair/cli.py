@@ -50,6 +50,9 @@ def fit_command(
     width: int | None = typer.Option(None, help="channels at full resolution"),
     kernel_size: int | None = typer.Option(None),
     convs_per_level: int | None = typer.Option(None, help="U-Net convolutions per level"),
+    unshuffle: int | None = typer.Option(
+        None, help="U-Net space-to-depth factor: its body runs at 1/f size"
+    ),
     receptive_field: int | None = typer.Option(None, help="plain CNN receptive field (odd)"),
     batchnorm: bool | None = typer.Option(None, help="plain CNN batch norm"),
     skip: str | None = typer.Option(None, help="none | identity | linear"),

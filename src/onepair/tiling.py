@@ -79,7 +79,8 @@ def apply_padded(
     if tile is None:
         size_h, size_w = ph, pw
     else:
-        size_h = size_w = max(_round_up(tile, mult), 2 * overlap + mult)
+        largest = max(_round_up(tile, mult), 2 * overlap + mult)
+        size_h, size_w = (_even(n, largest, overlap, mult) for n in (ph, pw))
     rows, cols = _starts(ph, size_h, overlap), _starts(pw, size_w, overlap)
     for index, (top, left) in enumerate(itertools.product(rows, cols)):
         keep_top = margin if top == 0 else top + overlap
@@ -100,6 +101,16 @@ def apply_padded(
         ]
         if on_tile is not None:
             on_tile(index + 1, len(rows) * len(cols))
+
+
+def _even(length: int, largest: int, overlap: int, multiple: int) -> int:
+    """The tile side, at most ``largest``, that covers ``length`` in as few tiles as
+    ``largest`` does but of (nearly) equal sides: no thin last tile that computes
+    mostly overlap, and one FFT size for the linear path."""
+    if length <= largest:
+        return largest
+    count = -(-(length - 2 * overlap) // (largest - 2 * overlap))
+    return min(largest, _round_up(-(-(length - 2 * overlap) // count) + 2 * overlap, multiple))
 
 
 def _starts(length: int, size: int, overlap: int) -> list[int]:

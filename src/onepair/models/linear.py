@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 from torch import nn
 
 # Kernels from this size on inputs from this side on are applied through the FFT
@@ -39,6 +40,7 @@ class LinearFilter(nn.Module):
         n_out = out_channels * scale * scale
         self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
         self.register_buffer("bias", torch.zeros(n_out))
+        self._spectrum: tuple[tuple, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel >= FFT_MIN_KERNEL and min(x.shape[-2:]) >= FFT_MIN_SIDE:
@@ -56,12 +58,24 @@ class LinearFilter(nn.Module):
         per pixel instead of ``Cin * Cout * kernel**2`` multiply-adds."""
         k, r = self.kernel, self.kernel // 2
         h, w = x.shape[-2:]
-        size = (h + k - 1, w + k - 1)  # no wrap-around: a linear, not circular, convolution
-        spectrum = torch.fft.rfft2(x.contiguous().float(), s=size)  # (B, Cin, H', W'/2+1)
-        kernel = torch.fft.rfft2(self.weight.flip(-2, -1).float(), s=size)  # (Cout, Cin, ...)
+        # at least H + k - 1: a linear, not circular, convolution; rounded up to a length
+        # with small prime factors, which the FFT does several times faster (558 -> 560: 3x)
+        size = (next_fast_len(h + k - 1, real=True), next_fast_len(w + k - 1, real=True))
+        x = x.contiguous() if x.dtype == torch.float64 else x.contiguous().float()
+        spectrum = torch.fft.rfft2(x, s=size)  # (B, Cin, H', W'/2+1)
+        kernel = self._kernel_spectrum(size, x.dtype)
         product = torch.einsum("bchw,ochw->bohw", spectrum, kernel)
         y = torch.fft.irfft2(product, s=size)[..., r : r + h, r : r + w]
         return y + self.bias[:, None, None]
+
+    def _kernel_spectrum(self, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
+        """The flipped kernel's spectrum at ``size``, (Cout, Cin, H', W'/2+1); kept for the
+        last size seen (tiles of an image share it) until the weights change."""
+        w = self.weight
+        key = (size, dtype, w.device, w._version, w.data_ptr())
+        if self._spectrum is None or self._spectrum[0] != key:
+            self._spectrum = (key, torch.fft.rfft2(w.flip(-2, -1).to(dtype), s=size))
+        return self._spectrum[1]
 
     @torch.no_grad()
     def solve(

@@ -48,10 +48,16 @@ class Network(nn.Module):
             scale,
         )
 
-    def finish(self, features: int, skip: Skip, linear_kernel: int) -> None:
-        """Build head and skip after the body; zero the head so the skip alone starts."""
+    def finish(self, features: int, skip: Skip, linear_kernel: int, shuffle: int = 1) -> None:
+        """Build head and skip after the body; zero the head so the skip alone starts.
+
+        ``shuffle`` is the body's down-sampling of its features (1: full
+        resolution); the head's pixel shuffle undoes it along with the scale.
+        """
         s, cout, cin = self.scale, self.out_channels, self.in_channels
-        self.head = nn.Sequential(nn.Conv2d(features, cout * s * s, 1), nn.PixelShuffle(s))
+        up = s * shuffle
+        shuffle_back = nn.PixelShuffle(up) if up > 1 else nn.Identity()  # a copy at 1
+        self.head = nn.Sequential(nn.Conv2d(features, cout * up * up, 1), shuffle_back)
         skip = Skip(skip)
         if skip is Skip.IDENTITY and (cin != cout or s != 1):
             raise ValueError(

@@ -22,7 +22,7 @@ from onepair.models.unet import UNetConfig
 class SoftmaxConfig:
     """``backbone`` (a UNetConfig, PlainConfig or AttentionConfig) whose output is soft-maxed."""
 
-    backbone: Any = field(default_factory=lambda: UNetConfig(skip=Skip.NONE))
+    backbone: Any = field(default_factory=lambda: UNetConfig(depth=3, width=16, skip=Skip.NONE))
 
     def __post_init__(self) -> None:
         if getattr(self.backbone, "skip", Skip.NONE) is not Skip.NONE:

@@ -31,7 +31,12 @@ def model_config(settings: dict[str, Any]) -> ModelConfig:
             receptive_field=settings["receptive_field"], width=settings["width"], skip=skip
         )
     elif settings["architecture"] == "unet":
-        config = UNetConfig(depth=settings["depth"], width=settings["width"], skip=skip)
+        config = UNetConfig(
+            depth=settings["depth"],
+            width=settings["width"],
+            unshuffle=settings["unshuffle"],
+            skip=skip,
+        )
     else:
         config = AttentionConfig(width=settings["width"], blocks=settings["blocks"], skip=skip)
     with torch.device("meta"):  # the body's receptive field, without allocating weights

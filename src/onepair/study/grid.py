@@ -98,6 +98,7 @@ SETTINGS: dict[str, tuple[Any, Callable[[Any], str | None], str]] = {
     "receptive_field": (31, _int(3, odd=True), "plain imitator's receptive field"),
     "width": (32, _int(1), "imitator channels (at full resolution)"),
     "depth": (3, _int(1, 6), "U-Net resolutions"),
+    "unshuffle": (1, _int(1, 4), "U-Net space-to-depth factor (its body runs at 1/f size)"),
     "blocks": (4, _int(1), "attention blocks"),
     "skip": ("linear", _choice("linear", "identity", "none"), "the imitator's skip path"),
     "linear_kernel": (15, _int(1, odd=True), "linear path size (at most the receptive field)"),
