@@ -28,9 +28,9 @@ from onepair.models.receptive import Span
 class UNetConfig:
     """Shape of a U-Net imitator. ``depth`` counts resolutions (1 = no down-sampling).
 
-    The defaults are onepair's default imitator: the winner of the Pareto study of
-    fidelity per second of training, among those that apply at >= 5 megapixels/s on
-    a 2-core CPU (docs/PERFORMANCE.md).
+    The defaults are onepair's default imitator, from the Pareto study of fidelity
+    after a 30 s fit against apply throughput: within 0.5 dB of the most faithful
+    shape and the fastest full-resolution one to apply (docs/PERFORMANCE.md).
     """
 
     depth: int = 2
