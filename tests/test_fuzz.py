@@ -190,6 +190,13 @@ SKIPS = "one of none, identity, linear"
 FIELD_CASES = [
     ("unet", "model.depth", 0, "model.depth is 0; expected an integer in 1..8"),
     ("unet", "model.depth", 9, "model.depth is 9; expected an integer in 1..8"),
+    ("unet", "model.unshuffle", 0, "model.unshuffle is 0; expected an integer in 1..8"),
+    (
+        "unet",
+        "model.unshuffle",
+        2.5,
+        "model.unshuffle is 2.5 (number); expected an integer in 1..8",
+    ),
     ("unet", "model.width", "32", 'model.width is "32" (string); expected an integer in 1..1024'),
     ("unet", "model.width", 1025, "model.width is 1025; expected an integer in 1..1024"),
     ("unet", "model.kernel_size", 4, "model.kernel_size is 4; expected an odd integer in 1..31"),
@@ -296,7 +303,7 @@ FIELD_CASES = [
         "model.dept",
         3,
         "model has unknown fields ['dept'] for architecture 'unet'; "
-        "valid fields: depth, width, kernel_size, convs_per_level, skip, linear_kernel",
+        "valid fields: depth, width, kernel_size, convs_per_level, unshuffle, skip, linear_kernel",
     ),
     (
         "unet",

@@ -73,7 +73,7 @@ class Imitator:
         metrics: dict[str, Any] | None = None,
         history: list[dict[str, float]] | None = None,
     ):
-        self.network = network.eval()
+        self.network = network.to(memory_format=torch.channels_last).eval()  # as build() makes
         self.model = model if model is not None else network.config
         self.fit = dict(fit or {})
         self.metrics = dict(metrics or {})
