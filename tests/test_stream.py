@@ -5,23 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from onepair.images import as_image, load_image, quantize
-from onepair.models import UNetConfig, build
+from onepair.models import UNetConfig
 from onepair.readers import ImageError
 from onepair.stream import TiffRows, apply_tiff
 from onepair.tiling import apply_network
-
-
-def randomised(config, cin, cout, scale):
-    torch.manual_seed(0)
-    network = build(config, cin, cout, scale).eval()
-    torch.nn.init.normal_(network.head[0].weight, std=0.3)
-    if network.linear is not None:
-        torch.nn.init.normal_(network.linear.weight, std=0.05)
-    return network
-
+from test_tiling import randomised
 
 LAYOUTS = {
     "plain": {},
