@@ -75,3 +75,16 @@ def test_fft_path_equals_the_direct_convolution(cin, cout, scale, kernel, rng):
     direct = F.pixel_shuffle(direct, scale) if scale > 1 else direct
     assert linear(x).dtype == torch.float64
     torch.testing.assert_close(linear(x), direct, atol=1e-11, rtol=0)
+
+
+def test_fft_spectra_follow_the_weights_across_tile_sizes(rng):
+    from onepair.models.linear import FFT_MIN_SIDE
+
+    linear = LinearFilter(3, 3, 1, 15)
+    sizes = [(FFT_MIN_SIDE + d, FFT_MIN_SIDE + 2 * d) for d in range(6)]  # more than it keeps
+    for _ in range(2):  # new weights in place: no spectrum of the old ones may be used
+        linear.weight.copy_(torch.from_numpy(rng.normal(0, 0.1, linear.weight.shape)))
+        for h, w in sizes + sizes[:2]:
+            x = torch.from_numpy(rng.random((1, 3, h, w))).float()
+            direct = F.conv2d(x, linear.weight, linear.bias, padding=7)
+            torch.testing.assert_close(linear(x), direct, atol=1e-5, rtol=0)

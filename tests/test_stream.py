@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import tifffile
@@ -9,7 +11,7 @@ import tifffile
 from onepair.images import as_image, load_image, quantize
 from onepair.models import UNetConfig
 from onepair.readers import ImageError
-from onepair.stream import TiffRows, apply_tiff
+from onepair.stream import TiffRows, _behind, apply_tiff
 from onepair.tiling import apply_network
 from test_tiling import randomised
 
@@ -54,7 +56,10 @@ def test_streamed_equals_whole_image_apply(config, cin, cout, scale, dtype, layo
         tmp_path / "out.tif",
         tile=32,
         on_tile=lambda done, total: bands.append((done, total)),
+        compress=layout == "tiled",
     )
+    with tifffile.TiffFile(tmp_path / "out.tif") as written_file:
+        assert int(written_file.pages[0].compression) == (8 if layout == "tiled" else 1)
     assert shape == (150 * scale, 97 * scale, cout) and depth == 8 * np.dtype(dtype).itemsize
     assert bands[-1][0] == bands[-1][1] > 2  # several bands, all reported
     whole = np.clip(apply_network(network, as_image(raw), tile=None), 0, 1)
@@ -73,11 +78,33 @@ def test_float_output_and_never_more_than_a_band_read(tmp_path, rng, monkeypatch
     asked = []
     rows = TiffRows.rows
     monkeypatch.setattr(TiffRows, "rows", lambda self, i: asked.append(len(i)) or rows(self, i))
-    apply_tiff(network, tmp_path / "in.tif", tmp_path / "out.tif", tile=32, bit_depth=32)
+    apply_tiff(network, tmp_path / "in.tif", tmp_path / "out.tif", tile=64, bit_depth=32)
     margin = network.receptive_field().margin
-    assert len(asked) == 200 // 32 + 1 and max(asked) == 32 + 2 * margin
+    band = max(asked) - 2 * margin  # a band and its context fit one tile: one row of tiles
+    assert max(asked) <= 64 and band % 16 == 0 and len(asked) == -(-200 // band)
     whole = np.clip(apply_network(network, image[:, :, None], tile=None), 0, 1)
     np.testing.assert_allclose(load_image(tmp_path / "out.tif"), whole, atol=1e-5)
+
+
+def test_writer_thread_hands_over_errors_and_stops_with_its_producer():
+    def failing_writer(items):
+        next(items)
+        raise OSError("disk full")
+
+    made = []
+    with pytest.raises(OSError, match="disk full"):
+        _behind(failing_writer, (made.append(n) or n for n in range(100)))
+    assert len(made) <= 3  # the producer stopped soon after
+
+    def failing_items():
+        yield 1
+        raise KeyboardInterrupt
+
+    received = []
+    with pytest.raises(KeyboardInterrupt):
+        _behind(lambda items: received.extend(items), failing_items())
+    assert received == [1]
+    assert not [t for t in threading.enumerate() if t.name == "onepair-stream"]
 
 
 def test_interrupted_run_leaves_no_file(tmp_path, rng):

@@ -11,13 +11,19 @@ CARE test, tests/test_tiling.py), for any image and tile size.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from onepair.images import as_image, from_tensor, to_tensor
+from onepair.images import as_image, from_tensor
 from onepair.models import Network
+
+# Tile sides are rounded up to a multiple of this (and of the down-sampling factor):
+# oneDNN's convolutions run 2-2.5x slower on some other widths, e.g. 358 or 362 (whose
+# half is prime) against 360 (docs/PERFORMANCE.md).
+TILE_ALIGN = 16
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -80,7 +86,7 @@ def apply_padded(
         size_h, size_w = ph, pw
     else:
         largest = max(_round_up(tile, mult), 2 * overlap + mult)
-        size_h, size_w = (_even(n, largest, overlap, mult) for n in (ph, pw))
+        size_h, size_w = (_even(n, largest, overlap, math.lcm(mult, TILE_ALIGN)) for n in (ph, pw))
     rows, cols = _starts(ph, size_h, overlap), _starts(pw, size_w, overlap)
     for index, (top, left) in enumerate(itertools.product(rows, cols)):
         keep_top = margin if top == 0 else top + overlap
@@ -89,8 +95,9 @@ def apply_padded(
         keep_left = margin if left == 0 else left + overlap
         right = min(left + size_w, pw)
         keep_right = margin + w if right == pw else right - overlap
-        x = to_tensor(padded[top:bottom, left:right], device)
-        x = x.contiguous(memory_format=torch.channels_last)
+        # (H, W, C) memory is (1, C, H, W) channels-last: one copy, no transpose
+        x = torch.from_numpy(np.ascontiguousarray(padded[top:bottom, left:right]))
+        x = x.permute(2, 0, 1)[None].to(device)
         y = from_tensor(network(x))  # (s*th, s*tw, Cout)
         out[
             s * (keep_top - margin) : s * (keep_bottom - margin),
@@ -104,9 +111,9 @@ def apply_padded(
 
 
 def _even(length: int, largest: int, overlap: int, multiple: int) -> int:
-    """The tile side, at most ``largest``, that covers ``length`` in as few tiles as
-    ``largest`` does but of (nearly) equal sides: no thin last tile that computes
-    mostly overlap, and one FFT size for the linear path."""
+    """The tile side, at most ``largest`` and otherwise a multiple of ``multiple``, that
+    covers ``length`` in as few tiles as ``largest`` does but of (nearly) equal sides: no
+    thin last tile that computes mostly overlap, and one FFT size for the linear path."""
     if length <= largest:
         return largest
     count = -(-(length - 2 * overlap) // (largest - 2 * overlap))

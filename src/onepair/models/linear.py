@@ -40,7 +40,7 @@ class LinearFilter(nn.Module):
         n_out = out_channels * scale * scale
         self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
         self.register_buffer("bias", torch.zeros(n_out))
-        self._spectrum: tuple[tuple, torch.Tensor] | None = None
+        self._spectrum: tuple[tuple, dict[tuple, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel >= FFT_MIN_KERNEL and min(x.shape[-2:]) >= FFT_MIN_SIDE:
@@ -70,12 +70,18 @@ class LinearFilter(nn.Module):
 
     def _kernel_spectrum(self, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
         """The flipped kernel's spectrum at ``size``, (Cout, Cin, H', W'/2+1); kept for the
-        last size seen (tiles of an image share it) until the weights change."""
+        few sizes an image's tiles have (full ones, the last column's and row's) until
+        the weights change."""
         w = self.weight
-        key = (size, dtype, w.device, w._version, w.data_ptr())
-        if self._spectrum is None or self._spectrum[0] != key:
-            self._spectrum = (key, torch.fft.rfft2(w.flip(-2, -1).to(dtype), s=size))
-        return self._spectrum[1]
+        weights = (w.device, w._version, w.data_ptr())
+        if self._spectrum is None or self._spectrum[0] != weights:
+            self._spectrum = (weights, {})
+        spectra = self._spectrum[1]
+        if (size, dtype) not in spectra:
+            if len(spectra) >= 4:
+                spectra.clear()
+            spectra[size, dtype] = torch.fft.rfft2(w.flip(-2, -1).to(dtype), s=size)
+        return spectra[size, dtype]
 
     @torch.no_grad()
     def solve(
