@@ -280,12 +280,12 @@ def test_resume_with_other_settings_is_refused(tmp_path, blur_pair):
 
 
 def test_validation_on_a_wide_example_measures_a_central_window(rng):
-    from onepair.fit import _Validator
     from onepair.models import build
+    from onepair.validation import Strip
 
     x = rng.random((40, 900, 1)).astype(np.float32)
     pair = Pair.of(x, np.repeat(np.repeat(x, 2, 0), 2, 1))  # nearest 2x up-scaling
-    validate = _Validator(pair, slice(30, 40), margin=5, max_pixels=1000)
+    validate = Strip(pair, slice(30, 40), margin=5, max_pixels=1000)
     assert validate.truth.shape == (20, 200, 1)  # 10 rows x 100 columns, at scale 2
     network = build(
         PlainConfig(receptive_field=3, width=2, skip=Skip.LINEAR, linear_kernel=1), 1, 1, 2

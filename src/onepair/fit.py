@@ -23,15 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from onepair import checkpoint
+from onepair import checkpoint, dihedral
 from onepair.crops import CropSampler
 from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator, fit_config_to_dict
-from onepair.metrics import psnr
 from onepair.models import ModelConfig, UNetConfig, build
-from onepair.pairs import Pair, baseline, check_size
+from onepair.pairs import Pair, check_size
 from onepair.progress import FitProgress
-from onepair.tiling import apply_network
+from onepair.validation import Strip, Strips, equivariances
 
 log = logging.getLogger("onepair")
 
@@ -39,6 +38,14 @@ log = logging.getLogger("onepair")
 class Loss(str, Enum):
     L2 = "l2"
     L1 = "l1"
+
+
+class Augment(str, Enum):
+    """Flips and rotations of the example as extra training pairs (:mod:`onepair.dihedral`)."""
+
+    NONE = "none"
+    ALL = "all"  # all eight, assumed without a test
+    AUTO = "auto"  # those the held-out strip shows the target equivariant to
 
 
 class Schedule(str, Enum):
@@ -59,6 +66,9 @@ class FitConfig:
     warmup: float = 0.03
     schedule: Schedule = Schedule.COSINE
     loss: Loss = Loss.L2
+    augment: Augment = Augment.NONE
+    augment_check: float = 0.15
+    equivariance_tolerance: float = 0.1
     holdout: float = 0.125
     val_every: int = 50
     patience: int = 0
@@ -71,6 +81,10 @@ class FitConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "schedule", Schedule(self.schedule))
         object.__setattr__(self, "loss", Loss(self.loss))
+        object.__setattr__(self, "augment", Augment(self.augment))
+        for name in ("augment_check", "equivariance_tolerance"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"FitConfig.{name} is {getattr(self, name)}; expected in [0, 1)")
         for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FitConfig.{name} is {getattr(self, name)}; expected >= 1")
@@ -152,21 +166,17 @@ def fit(
         network.linear.solve(
             [t.input for t in trains], [t.output for t in trains], seed=config.seed
         )
-    # the body learns what the (fixed) skip path leaves: crops of target - skip(input)
-    remainders = []
-    for train in trains:
-        x_train = to_tensor(train.input, device)
-        remainder = to_tensor(train.output, device) - network.skip_image(x_train)
-        remainders.append(Pair(train.input, from_tensor(remainder), train.scale))
-    sampler = CropSampler(remainders, config.crop, device)
+    augment = ["identity"] if config.augment is not Augment.ALL else list(dihedral.TRANSFORMS)
+    sampler = _sampler(network, trains, augment, config.crop, device)
+    equivariance: dict[str, float] | None = None
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
     strips = [
-        _Validator(one, strip, span.margin)
+        Strip(one, strip, span.margin)
         for one, (_, strip) in zip(pairs, splits, strict=True)
         if strip.stop > strip.start
     ]
-    validate = _Strips(strips) if strips else None
+    validate = Strips(strips) if strips else None
 
     state = checkpoint.State(floor=validate.floor if validate else None)
     if out is not None and resume:
@@ -190,6 +200,19 @@ def fit(
             progress = _progress(state.step, elapsed, config)
             if progress >= 1.0:
                 break
+            if config.augment is Augment.AUTO and equivariance is None:
+                if validate is None:
+                    log.warning("augment=auto needs a held-out strip (holdout > 0); not augmenting")
+                    equivariance = {}
+                elif progress >= config.augment_check:
+                    network.eval()
+                    augment, equivariance = equivariances(
+                        network, validate, device, config.equivariance_tolerance
+                    )
+                    log.info("equivariant to %s on the held-out strip", ", ".join(augment))
+                    if len(augment) > 1:
+                        sampler = _sampler(network, trains, augment, config.crop, device)
+                    network.train()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(progress, config)
             x, y = sampler.sample(config.batch_size, generator)
@@ -249,12 +272,34 @@ def fit(
         "receptive_field": span.size,
         "examples": len(pairs),
         "device": str(device),
+        "augment": augment,
+        "equivariance_psnr": equivariance or None,
     }
     imitator = Imitator(network, model, fit_config_to_dict(config), metrics, state.history)
     if out is not None:
         imitator.save(out)
         checkpoint.remove(out)
     return imitator
+
+
+def _sampler(
+    network: torch.nn.Module,
+    trains: list[Pair],
+    transforms: list[str],
+    crop: int,
+    device: torch.device,
+) -> CropSampler:
+    """Crops of what the (fixed) skip path leaves, ``target - skip(input)``, for the body
+    to learn: of each training part under each transform (the skip path is not itself
+    equivariant, so each transformed pair gets its own remainder)."""
+    remainders = []
+    for train in trains:
+        for name in transforms:
+            x = np.ascontiguousarray(dihedral.forward(train.input, name))
+            y = np.ascontiguousarray(dihedral.forward(train.output, name))
+            remainder = to_tensor(y, device) - network.skip_image(to_tensor(x, device))
+            remainders.append(Pair(x, from_tensor(remainder), train.scale))
+    return CropSampler(remainders, crop, device)
 
 
 def _timed(watch: Callable[[int, float, torch.nn.Module], None], *args: object) -> float:
@@ -289,43 +334,3 @@ def _as_pairs(pair: Pair | Sequence[Pair]) -> list[Pair]:
 def _progress(step: int, elapsed: float, config: FitConfig) -> float:
     by_steps = step / config.steps
     return max(by_steps, elapsed / config.seconds) if config.seconds else by_steps
-
-
-class _Strips:
-    """Mean held-out PSNR over the strips of all examples (one example: its strip's)."""
-
-    def __init__(self, strips: list[_Validator]):
-        self.strips = strips
-        floors = [s.floor for s in strips]
-        self.floor = None if None in floors else float(np.mean(floors))
-
-    def __call__(self, network: torch.nn.Module, device: torch.device) -> float:
-        return float(np.mean([strip(network, device) for strip in self.strips]))
-
-
-class _Validator:
-    """PSNR on the held-out strip, given context above (and beside) it.
-
-    On large examples only a central part of the strip, at most
-    ``max_pixels`` input pixels, is measured, so validation stays cheap.
-    """
-
-    def __init__(self, pair: Pair, strip: slice, margin: int, max_pixels: int = 131_072):
-        s, width = pair.scale, pair.input.shape[1]
-        rows = strip.stop - strip.start
-        kept = min(width, max(64, max_pixels // rows))
-        left = (width - kept) // 2
-        columns = slice(left, left + kept)
-        top, first = max(strip.start - margin, 0), max(left - margin, 0)
-        self.window = pair.input[top : strip.stop, first : min(left + kept + margin, width)]
-        self.crop = (
-            slice(s * (strip.start - top), None),
-            slice(s * (left - first), s * (left - first + kept)),
-        )
-        self.truth = pair.output[s * strip.start : s * strip.stop, s * left : s * (left + kept)]
-        floor_image = baseline(pair.input[strip, columns], self.truth)
-        self.floor = psnr(floor_image, self.truth) if floor_image is not None else None
-
-    def __call__(self, network: torch.nn.Module, device: torch.device) -> float:
-        prediction = apply_network(network, self.window, tile=None, device=device)
-        return psnr(np.clip(prediction[self.crop], 0.0, 1.0), self.truth)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from onepair import dihedral
 from onepair.models import ModelConfig, Network, build, config_from_dict, config_to_dict
 from onepair.runschema import (
     MAX_CONFIG_BYTES,
@@ -107,15 +108,30 @@ class Imitator:
         tile: int | None = 512,
         clip: bool = True,
         on_tile: Callable[[int, int], None] | None = None,
+        ensemble: bool = False,
     ) -> np.ndarray:
         """Imitate the black box on ``image`` (H, W, Cin) -> (s*H, s*W, Cout).
 
         Tiled with ``tile x tile`` input tiles (``None``: whole image); the
         result equals a whole-image pass. Clipped to [0, 1] unless ``clip=False``.
-        ``on_tile(done, total)`` reports progress after each tile.
+        ``on_tile(done, total)`` reports progress after each tile. ``ensemble``
+        averages the imitation over the flips and rotations the fit found the
+        target equivariant to (:attr:`equivariances`; none: a plain pass), at
+        that many times the cost.
         """
-        out = apply_network(self.network, image, tile=tile, device=self.device, on_tile=on_tile)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return apply_network(self.network, x, tile=tile, device=self.device, on_tile=on_tile)
+
+        names = self.equivariances if ensemble else ["identity"]
+        out = run(image) if names == ["identity"] else dihedral.ensemble(run, image, names)
         return np.clip(out, 0.0, 1.0) if clip else out
+
+    @property
+    def equivariances(self) -> list[str]:
+        """The flips and rotations (:mod:`onepair.dihedral`) the fit trained with, found
+        on the held-out strip to leave the target unchanged; ``["identity"]`` if none."""
+        return list(self.metrics.get("augment") or ["identity"])
 
     __call__ = apply
 
