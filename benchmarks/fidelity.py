@@ -1,94 +1,254 @@
-"""Fidelity of the default imitator against training time, on the demo targets.
+"""Held-out fidelity of one-pair imitation on hard targets, per recipe, budget and seed.
 
-For each target and each time budget: one fit of the ``default`` preset with
-that budget (the learning-rate schedule follows the budget, so a longer run
-cannot be snapshotted part-way), on the demo's example (builtin astronaut,
-central crop); then PSNR/SSIM of imitator vs target on the demo's held-out
-photographs, beside the floor (the input itself against the target's output).
+For each target, recipe, example size, time budget and seed: one pair made from
+one image (the zoo's example: the central crop of builtin:astronaut, or the
+top-left quadrant of builtin:ihc), one fit of the recipe for that wall time on
+this machine, then PSNR/SSIM of the imitation against the target's output on
+the held-out images (the zoo's: four other photographs, or the other three
+quadrants), always at ``--held-out-size``, beside the floor (the input itself
+against the target's output). Where the fit found the target equivariant to
+flips and rotations (``augment``), the self-ensemble over them is measured too.
 
-    python benchmarks/fidelity.py --budgets 15 30 60 120 -o bench-out
+A recipe is a preset name, optionally with fields of its imitator or fit
+changed: ``default``, ``first-default``, ``default:width=16,augment=none``.
+Target outputs are cached (``--cache``): MAXIM takes minutes to load.
+
+    python benchmarks/fidelity.py -o bench-out                       # everything: hours
+    python benchmarks/fidelity.py --targets "noise:sigma=25|maxim" \\
+        --recipes first-default default --budgets 900 --seeds 0 -o bench-out
+
+``--resume`` keeps the rows already in ``OUT/fidelity.json`` and runs the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
 
 from common import machine, machine_line, table, write_record
-from onepair.demo import EXAMPLE, HELD_OUT, TARGETS, attack
+from onepair.evaluate import model_input
+from onepair.fit import FitConfig, fit
+from onepair.metrics import psnr, ssim
+from onepair.pairs import Pair, baseline
+from onepair.presets import preset
+from onepair.targets import load_target
+from zoo import images
 
+HARD_TARGETS = {  # spec: the zoo's image kind
+    "noise:sigma=25|maxim": "photo",
+    "noise:sigma=15|maxim": "photo",
+    "noise:sigma=25|teacher-denoiser": "photo",
+    "hematoxylin|teacher-stain": "ihc",
+    "noise:sigma=25|nl-means": "photo",
+    "noise:sigma=25|bm3d": "photo",
+    "realesr-animevideov3-x2": "photo",
+}
 COLUMNS = [
     "target",
+    "recipe",
+    "size",
     "budget_s",
-    "steps",
+    "seeds",
     "psnr",
-    "ssim",
+    "psnr_ens",
     "floor_psnr",
     "val_psnr",
-    "val_floor_psnr",
-    "fit_s",
+    "ssim",
+    "steps",
 ]
 
 
-def measure(spec: str, seconds: float, size: int, seed: int) -> dict:
-    """One fit of ``seconds`` on the example, evaluated on the held-out images."""
-    _, imitator, evaluation = attack(spec, seconds, size, seed)
+def recipe(text: str, cin: int, cout: int, scale: int):
+    """``NAME[:field=value,...]`` -> (model config, fit config)."""
+    name, _, changes = text.partition(":")
+    model, config = preset(name, cin, cout, scale)
+    for item in filter(None, changes.split(",")):
+        key, _, raw = item.partition("=")
+        value = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false") else raw
+        if key in {f.name for f in fields(model)}:
+            model = replace(model, **{key: value})
+        elif key in {f.name for f in fields(FitConfig)}:
+            config = replace(config, **{key: value})
+        else:
+            raise ValueError(f"recipe {text!r}: {key!r} is no field of {type(model).__name__}")
+    return model, config
+
+
+def cached_pairs(spec: str, kind: str, size: int, held_size: int, seed: int, cache: Path):
+    """The example pair and the held-out (name, input, output) triples, queried once."""
+    key = hashlib.sha256(json.dumps([spec, kind, size, held_size, seed]).encode()).hexdigest()
+    path = cache / f"{key[:16]}.npz"
+    if path.is_file():
+        data = np.load(path)
+        names = [str(n) for n in data["names"]]
+        held = [(n, data[f"x_{n}"], data[f"y_{n}"]) for n in names]
+        return Pair.of(data["x"], data["y"]), held
+    target = load_target(spec)
+    example, others = images(kind, size, held_size)
+    x = target.degrade(example, seed)
+    y = target(x)
+    held = []
+    for index, (name, clean) in enumerate(others.items()):
+        # as evaluate() makes them (gray photographs repeated to RGB), with noise seeds
+        # the example never saw
+        hx = model_input(target, clean, x.shape[2], 1000 + index, name)
+        held.append((name, hx, target(hx)))
+    cache.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{k}_{n}": v for n, hx, hy in held for k, v in (("x", hx), ("y", hy))}
+    np.savez(path, x=x, y=y, names=np.array([n for n, _, _ in held]), **arrays)
+    return Pair.of(x, y), held
+
+
+def score(imitator, held, ensemble: bool) -> dict:
+    """Mean PSNR/SSIM of the imitation against the target on the held-out images."""
+    rows = []
+    for name, x, y in held:
+        z = np.clip(imitator.apply(x, ensemble=ensemble), 0.0, 1.0)
+        floor = baseline(x, y)
+        rows.append(
+            {
+                "image": name,
+                "psnr": psnr(z, y),
+                "ssim": ssim(z, y),
+                "floor_psnr": psnr(floor, y) if floor is not None else None,
+            }
+        )
+    out = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim")}
+    floors = [r["floor_psnr"] for r in rows if r["floor_psnr"] is not None]
+    out["floor_psnr"] = float(np.mean(floors)) if floors else None
+    out["psnr_std"] = float(np.std([r["psnr"] for r in rows]))
+    out["per_image_psnr"] = {r["image"]: r["psnr"] for r in rows}
+    return out
+
+
+def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
+    pair, held = cached_pairs(spec, kind, size, held_size, 0, cache)
+    model, config = recipe(text, pair.in_channels, pair.out_channels, pair.scale)
+    config = replace(config, seconds=seconds, steps=10**9, seed=seed)
+    imitator = fit(pair, model, config, show_progress=False)
+    plain = score(imitator, held, ensemble=False)
+    transforms = imitator.metrics.get("augment") or ["identity"]
+    ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
     return {
         "target": spec,
+        "recipe": text,
+        "size": size,
+        "held_out_size": held_size,
         "budget_s": seconds,
-        "steps": imitator.metrics["steps"],
-        "psnr": evaluation.mean("psnr"),
-        "psnr_std": evaluation.std("psnr"),
-        "ssim": evaluation.mean("ssim"),
-        "floor_psnr": evaluation.mean("floor_psnr"),
-        "floor_ssim": evaluation.mean("floor_ssim"),
+        "seed": seed,
+        **plain,
+        "psnr_ens": ensemble["psnr"] if ensemble else None,
+        "ssim_ens": ensemble["ssim"] if ensemble else None,
+        "augment": transforms,
+        "equivariance_psnr": imitator.metrics.get("equivariance_psnr"),
         "val_psnr": imitator.metrics["val_psnr"],
         "val_floor_psnr": imitator.metrics["val_floor_psnr"],
-        "fit_s": imitator.metrics["seconds"],  # wall time of the fit, set-up included
-        "device": imitator.metrics["device"],
-        "per_image_psnr": {r.image: r.psnr for r in evaluation.rows},
+        "steps": imitator.metrics["steps"],
+        "fit_s": imitator.metrics["seconds"],
+        "num_params": imitator.metrics["num_params"],
     }
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Rows grouped over seeds: mean (and spread) of each figure."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["target"], r["recipe"], r["size"], r["budget_s"]), []).append(r)
+    out = []
+    for (target, text, size, budget), group in groups.items():
+        mean = {
+            k: float(np.mean([g[k] for g in group]))
+            if all(g.get(k) is not None for g in group)
+            else None
+            for k in ("psnr", "psnr_ens", "floor_psnr", "val_psnr", "ssim", "steps")
+        }
+        spread = float(np.std([g["psnr"] for g in group]))
+        out.append(
+            {
+                "target": target,
+                "recipe": text,
+                "size": size,
+                "budget_s": budget,
+                "seeds": len(group),
+                **mean,
+                "psnr_seed_std": spread,
+            }
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", nargs="+", default=list(HARD_TARGETS))
+    parser.add_argument("--recipes", nargs="+", default=["first-default", "default"])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 900])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="example sides")
+    parser.add_argument("--held-out-size", type=int, default=256)
     parser.add_argument(
-        "--budgets",
-        type=float,
-        nargs="+",
-        default=[15, 30, 60, 120],
-        help="fit time budgets in seconds",
+        "--cache", type=Path, default=Path.home() / ".cache/onepair/fidelity", help="queries"
     )
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS), help="target specs")
-    parser.add_argument("--size", type=int, default=256, help="side of the central crops")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="keep rows already measured")
     parser.add_argument("-o", "--out", default="bench-out", help="folder for fidelity.json")
     args = parser.parse_args(argv)
 
     info = machine()
     print(machine_line(info), flush=True)
-    rows = []
+    path = Path(args.out) / "fidelity.json"
+    rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
+    skipped: dict[str, str] = {}
+    done = {(r["target"], r["recipe"], r["size"], r["budget_s"], r["seed"]) for r in rows}
     for spec in args.targets:
-        for seconds in args.budgets:
-            row = measure(spec, seconds, args.size, args.seed)
-            rows.append(row)
-            print(
-                f"fidelity  {spec}  {seconds:g} s: {row['psnr']:.2f} dB "
-                f"(floor {row['floor_psnr']:.2f} dB, {row['steps']} steps)",
-                flush=True,
-            )
+        kind = HARD_TARGETS.get(spec, "photo")
+        for size in args.sizes:
+            for text in args.recipes:
+                for seconds in args.budgets:
+                    for seed in args.seeds:
+                        if (spec, text, size, seconds, seed) in done or spec in skipped:
+                            continue
+                        started = time.perf_counter()
+                        try:
+                            row = measure(
+                                spec, kind, text, size, args.held_out_size, seconds, seed,
+                                args.cache,
+                            )  # fmt: skip
+                        except (ValueError, ImportError, FileNotFoundError) as error:
+                            skipped[spec] = str(error).splitlines()[0][:300]
+                            print(f"fidelity  {spec}: skipped: {skipped[spec]}", flush=True)
+                            continue
+                        rows.append(row)
+                        ens = f", ensemble {row['psnr_ens']:.2f}" if row["psnr_ens"] else ""
+                        print(
+                            f"fidelity  {spec}  {text}  {size}px  {seconds:g} s  seed {seed}: "
+                            f"{row['psnr']:.2f} dB{ens} (floor {row['floor_psnr']:.2f}, "
+                            f"val {row['val_psnr']:.2f}, {row['steps']} steps, "
+                            f"{time.perf_counter() - started:.0f} s in all)",
+                            flush=True,
+                        )
+                        record = {
+                            "benchmark": "fidelity",
+                            "machine": info,
+                            "settings": {**vars(args), "cache": str(args.cache)},
+                            "rows": rows,
+                            "skipped": skipped,
+                        }
+                        write_record(args.out, "fidelity", record)  # nothing lost if stopped
     record = {
         "benchmark": "fidelity",
         "machine": info,
-        "settings": {
-            "preset": "default",
-            "example": f"builtin:{EXAMPLE}",
-            "held_out": [f"builtin:{n}" for n in HELD_OUT],
-            **vars(args),
-        },
+        "settings": {**vars(args), "cache": str(args.cache)},
         "rows": rows,
+        "summary": summary(rows),
+        "skipped": skipped,
     }
     path = write_record(args.out, "fidelity", record)
-    print(table(rows, COLUMNS))
+    print(table(record["summary"], COLUMNS))
     print(f"wrote {path}", flush=True)
     return record
 

@@ -76,10 +76,15 @@ PHOTO_EXAMPLE, PHOTO_HELD_OUT = "astronaut", ("coffee", "chelsea", "rocket", "ca
 COLUMNS = ["target", "psnr", "ssim", "floor_psnr", "val_psnr", "steps", "fit_s", "queries"]
 
 
-def images(kind: str, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The example and the held-out images (by name) for ``kind``."""
+def images(
+    kind: str, size: int, held_size: int | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The example (``size``) and the held-out images (by name; ``held_size``, by default
+    ``size``) for ``kind``."""
+    held_size = held_size or size
     if kind == "photo":
-        return sample(PHOTO_EXAMPLE, size), {n: sample(n, size) for n in PHOTO_HELD_OUT}
+        held = {n: sample(n, held_size) for n in PHOTO_HELD_OUT}
+        return sample(PHOTO_EXAMPLE, size), held
     if kind == "ihc":
         ihc = sample("ihc")
         h, w = ihc.shape[0] // 2, ihc.shape[1] // 2
@@ -90,7 +95,8 @@ def images(kind: str, size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             "ihc-bottom-right": ihc[h:, w:],
         }
         example = quadrants.pop("ihc-top-left")
-        return example[:size, :size], {k: v[:size, :size] for k, v in quadrants.items()}
+        held = {k: v[:held_size, :held_size] for k, v in quadrants.items()}
+        return example[:size, :size], held
     raise ValueError(f"unknown image kind {kind!r}")
 
 

@@ -84,3 +84,22 @@ def test_none_is_a_plain_fit_and_the_settings_are_checked(photo):
         FitConfig(augment="sideways")
     with pytest.raises(ValueError, match="augment_check is 1.5; expected in"):
         FitConfig(augment_check=1.5)
+
+
+def test_cli_augments_and_applies_the_ensemble(tmp_path, photo):
+    from onepair.images import load_image, save_image
+    from test_cli import TINY, invoke
+
+    save_image(tmp_path / "x.png", photo, bit_depth=16)
+    save_image(tmp_path / "y.png", load_target("motion-blur:length=9,angle=0")(photo), 16)
+    fitted = invoke("fit", tmp_path / "x.png", tmp_path / "y.png", "-o", tmp_path / "run",
+                    *TINY, "--augment", "auto")  # fmt: skip
+    assert fitted.exit_code == 0, fitted.output
+    assert "(found on the held-out strip): identity, flip-lr, flip-ud, rot180" in fitted.output
+    applied = invoke("apply", tmp_path / "run", tmp_path / "x.png", "-o", tmp_path / "out",
+                     "--ensemble", "--quiet")  # fmt: skip
+    assert applied.exit_code == 0, applied.output
+    plain = invoke("apply", tmp_path / "run", tmp_path / "x.png", "-o", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    averaged, single = load_image(tmp_path / "out/x.png"), load_image(tmp_path / "plain/x.png")
+    assert averaged.shape == single.shape and not np.array_equal(averaged, single)

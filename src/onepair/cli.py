@@ -42,7 +42,7 @@ def fit_command(
         show_default=False,
     ),
     out_dir: Path = typer.Option(..., "-o", "--out", help="run folder to write"),
-    preset: str = typer.Option("default", help="recipe: default | paper-prototype"),
+    preset: str = typer.Option("default", help="recipe: default | first-default | paper-prototype"),
     architecture: str | None = typer.Option(
         None, help="unet | plain | attention (overrides the preset)"
     ),
@@ -63,6 +63,11 @@ def fit_command(
     crop: int | None = typer.Option(None, help="training crop side in input pixels"),
     lr: float | None = typer.Option(None, help="peak learning rate"),
     loss: str | None = typer.Option(None, help="l2 | l1"),
+    augment: str | None = typer.Option(
+        None,
+        help="none | all | auto: flips and rotations of the example as extra pairs; auto keeps "
+        "those the held-out strip shows the target equivariant to",
+    ),
     holdout: float | None = typer.Option(None, help="fraction of rows held out"),
     val_every: int | None = typer.Option(None),
     patience: int | None = typer.Option(None, help="validations without gain before stopping"),
@@ -71,6 +76,12 @@ def fit_command(
     device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N"),
     threads: int | None = typer.Option(None, help="torch CPU threads"),
     resume: bool = typer.Option(False, help="continue an interrupted fit in --out"),
+    auto: bool = typer.Option(
+        False,
+        "--auto",
+        help="choose the imitator among candidates on the held-out strip, within --seconds; "
+        "reports the estimate of held-out fidelity",
+    ),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Fit an imitator to one INPUT OUTPUT pair (or several); writes the run folder to --out."""
@@ -92,7 +103,8 @@ def fit_command(
                 )
             model = ARCHITECTURES[architecture][0]()
         own = {f.name for f in fields(model)}
-        other = {f.name for t, _ in ARCHITECTURES.values() for f in fields(t)} - own
+        every = {f.name for t, _ in ARCHITECTURES.values() for f in fields(t)}
+        other = every - own
         if misplaced := sorted(other & set(given)):
             flags = ", ".join("--" + name.replace("_", "-") for name in misplaced)
             _fail(
@@ -105,14 +117,25 @@ def fit_command(
         )
         if seconds is not None and steps is None:
             config = replace(config, steps=10**9)
-        imitator = fit(
-            pairs if len(pairs) > 1 else pair,
-            model,
-            config,
-            out_dir=out_dir,
-            resume=resume,
-            show_progress=not quiet,
-        )
+        if auto:
+            from onepair.auto import auto_fit
+
+            chosen = sorted(every & set(given))
+            if architecture is not None or chosen or resume:
+                flags = ", ".join("--" + n.replace("_", "-") for n in chosen) or "--architecture"
+                _fail(f"--auto chooses the imitator itself; drop {'--resume' if resume else flags}")
+            imitator = auto_fit(
+                pairs if len(pairs) > 1 else pair, config, out_dir, show_progress=not quiet
+            )
+        else:
+            imitator = fit(
+                pairs if len(pairs) > 1 else pair,
+                model,
+                config,
+                out_dir=out_dir,
+                resume=resume,
+                show_progress=not quiet,
+            )
     except (ValueError, FileExistsError, PermissionError, FileNotFoundError) as error:
         _fail(str(error))
     m = imitator.metrics
@@ -124,6 +147,15 @@ def fit_command(
     out.print(
         f"held-out strip PSNR {_db(m['val_psnr'])} dB (input itself: {_db(m['val_floor_psnr'])} dB)"
     )
+    if "auto" in m:
+        trials = ", ".join(f"{k} {_db(v)} dB" for k, v in m["auto"]["candidates"].items())
+        out.print(f"--auto chose {m['auto']['chosen']} on the held-out strip ({trials})")
+        out.print(
+            f"estimated PSNR against the target on new images: {_db(m['auto']['estimate_psnr'])} dB"
+        )
+    if len(imitator.equivariances) > 1:
+        how = "found on the held-out strip" if m.get("equivariance_psnr") else "assumed"
+        out.print(f"trained with flips and rotations ({how}): {', '.join(imitator.equivariances)}")
 
 
 def _example_files(paths: list[Path]) -> list[tuple[Path, Path]]:
@@ -170,6 +202,12 @@ def apply_command(
     tile: int = typer.Option(512, help="tile side in input pixels"),
     bit_depth: int | None = typer.Option(None, help="8 or 16; default: as the input file"),
     device: str = typer.Option("auto"),
+    compress: bool = typer.Option(False, help="zlib-compress streamed TIFF output"),
+    ensemble: bool = typer.Option(
+        False,
+        help="average over the flips and rotations the fit found (that many times slower; "
+        "TIFFs are then not streamed)",
+    ),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Apply a fitted imitator to IMAGES; results keep their file names in --out.
@@ -185,7 +223,8 @@ def apply_command(
     try:
         imitator = Imitator.load(run, device=device)
         for path in images:
-            if path.suffix.lower() in TIFF_SUFFIXES and path.is_file():
+            averaged = ensemble and len(imitator.equivariances) > 1  # whole image in memory
+            if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and not averaged:
                 with counted(f"{path.name} bands", enabled=not quiet) as update:
                     shape, depth = apply_tiff(
                         imitator.network,
@@ -195,6 +234,7 @@ def apply_command(
                         bit_depth=bit_depth,
                         device=imitator.device,
                         on_tile=update,
+                        compress=compress,
                     )
                 out.print(
                     f"{path} -> {out_dir / path.name} ({'x'.join(map(str, shape))}, "
@@ -202,7 +242,9 @@ def apply_command(
                 )
                 continue
             with counted(f"{path.name} tiles", enabled=not quiet) as update:
-                result = imitator.apply(load_image(path), tile=tile, on_tile=update)
+                result = imitator.apply(
+                    load_image(path), tile=tile, on_tile=update, ensemble=ensemble
+                )
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
             out.print(

@@ -4,7 +4,9 @@
 ``paper-prototype`` follows the early code of the paper's first author: a
 DnCNN-style 17-layer plain CNN (64 channels, batch norm, residual), Adam at
 1e-3, x0.1 steps at 60% and 90% of the budget, 70 x 70 crops; it is the
-baseline the benchmarks compare against.
+baseline the benchmarks compare against. ``first-default`` is the default
+imitator before the speed work made it smaller (3 levels of 16 channels); the
+fidelity benchmark compares every new recipe with it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from onepair.models import ModelConfig, PlainConfig, Skip, UNetConfig
 
 PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     "default": (UNetConfig(), FitConfig()),
+    # the default until the speed work (docs/PERFORMANCE.md): issue 4's "first default"
+    "first-default": (UNetConfig(depth=3, width=16), FitConfig()),
     "paper-prototype": (
         PlainConfig(
             receptive_field=35, width=64, kernel_size=3, batchnorm=True, skip=Skip.IDENTITY

@@ -1,0 +1,76 @@
+"""``onepair fit --auto``: choose the imitator on the example's own held-out strip.
+
+No test data is needed. Each candidate imitator is fitted for an equal share
+of a screening part of the budget; the one with the best held-out-strip PSNR
+is then fitted from scratch for the rest. Its strip PSNR is the estimate of
+held-out fidelity it reports, and ``benchmarks/fidelity.py`` measures that
+estimate's error against other images (docs/FIDELITY.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from onepair.fit import FitConfig, fit
+from onepair.imitator import Imitator
+from onepair.models import ModelConfig, UNetConfig
+from onepair.pairs import Pair
+
+# name: imitator; the fit settings are the caller's (augment included)
+CANDIDATES: dict[str, ModelConfig] = {
+    "unet-2x8": UNetConfig(),
+    "unet-3x16": UNetConfig(depth=3, width=16),
+    "unet-3x32": UNetConfig(depth=3, width=32),
+}
+
+
+def auto_fit(
+    pair: Pair | list[Pair],
+    config: FitConfig,
+    out_dir: str | Path | None = None,
+    screen: float = 0.3,
+    candidates: dict[str, ModelConfig] | None = None,
+    show_progress: bool = True,
+) -> Imitator:
+    """Fit the candidate the held-out strip prefers, within ``config.seconds`` in all.
+
+    ``screen`` is the part of the budget shared among the candidates' trial fits.
+    The result's metrics hold ``auto``: every candidate's strip PSNR, the choice,
+    and ``estimate_psnr``, the expected PSNR against the target on new images.
+    """
+    if config.seconds is None:
+        raise ValueError("fit --auto needs a time budget (--seconds): it shares it out")
+    if not 0.0 < screen < 1.0:
+        raise ValueError(f"screen is {screen}; expected a fraction in (0, 1)")
+    candidates = dict(candidates or CANDIDATES)
+    if not candidates:
+        raise ValueError("fit --auto got no candidate imitators")
+    start = time.perf_counter()
+    share = config.seconds * screen / len(candidates)
+    trials: dict[str, float | None] = {}
+    for name, model in candidates.items():
+        trial = fit(pair, model, replace(config, seconds=share), show_progress=show_progress)
+        trials[name] = trial.metrics["val_psnr"]
+    scored = {k: v for k, v in trials.items() if v is not None}
+    if not scored:
+        raise ValueError("fit --auto needs a held-out strip to choose on (holdout > 0)")
+    chosen = max(scored, key=lambda k: scored[k])
+    left = max(config.seconds - (time.perf_counter() - start), share)
+    final = fit(
+        pair,
+        candidates[chosen],
+        replace(config, seconds=left),
+        out_dir=out_dir,
+        show_progress=show_progress,
+    )
+    final.metrics["auto"] = {
+        "candidates": trials,
+        "chosen": chosen,
+        "screen_seconds_each": round(share, 3),
+        "estimate_psnr": final.metrics["val_psnr"],
+    }
+    if out_dir is not None:
+        final.save(out_dir)
+    return final
