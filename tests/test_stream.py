@@ -11,8 +11,9 @@ import tifffile
 from onepair.images import as_image, load_image, quantize
 from onepair.models import UNetConfig
 from onepair.readers import ImageError
-from onepair.stream import TiffRows, _behind, apply_tiff
+from onepair.stream import TiffRows, apply_tiff
 from onepair.tiling import apply_network
+from onepair.writer import behind
 from test_tiling import randomised
 
 LAYOUTS = {
@@ -93,7 +94,7 @@ def test_writer_thread_hands_over_errors_and_stops_with_its_producer():
 
     made = []
     with pytest.raises(OSError, match="disk full"):
-        _behind(failing_writer, (made.append(n) or n for n in range(100)))
+        behind(failing_writer, (made.append(n) or n for n in range(100)))
     assert len(made) <= 3  # the producer stopped soon after
 
     def failing_items():
@@ -102,7 +103,7 @@ def test_writer_thread_hands_over_errors_and_stops_with_its_producer():
 
     received = []
     with pytest.raises(KeyboardInterrupt):
-        _behind(lambda items: received.extend(items), failing_items())
+        behind(lambda items: received.extend(items), failing_items())
     assert received == [1]
     assert not [t for t in threading.enumerate() if t.name == "onepair-stream"]
 

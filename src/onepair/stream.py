@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from onepair.images import as_image, quantize
 from onepair.models import Network
 from onepair.readers import ImageError, TiffLayout, TiffLog, tiff_layout
 from onepair.tiling import apply_padded
+from onepair.writer import behind
 
 TIFF_TILE = 256  # side of the output's TIFF tiles (a multiple of 16, as TIFF asks)
 JPEG_CODES = {6, 7, 33007, 34892}
@@ -200,7 +199,7 @@ def apply_tiff(
             )
 
         try:
-            _behind(write, bands)
+            behind(write, bands)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -246,56 +245,6 @@ def _bands(
         if on_tile is not None:
             on_tile(number + 1, total)
         yield out
-
-
-_END, _ABORT = object(), object()
-
-
-def _behind(consume: Callable[[Iterator[Any]], None], items: Iterator[Any]) -> None:
-    """``consume(items)`` with the consuming (here quantising, compressing and writing)
-    in a worker thread, one item behind this thread's making them (reading and the
-    network, which stays on this thread: oneDNN keeps its prepared kernels per thread).
-    An exception on either side, an interrupt included, stops both and is raised here.
-    """
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=1)
-    failed: list[BaseException] = []
-
-    def received() -> Iterator[Any]:
-        while (item := handoff.get()) is not _END:
-            if item is _ABORT:
-                raise RuntimeError("stopped: making the next item failed")
-            yield item
-
-    def work() -> None:
-        try:
-            consume(received())
-        except BaseException as error:  # noqa: BLE001 - raised on the calling thread
-            failed.append(error)
-
-    worker = threading.Thread(target=work, name="onepair-stream", daemon=True)
-    worker.start()
-
-    def hand(item: Any) -> None:
-        while worker.is_alive():
-            try:
-                handoff.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                pass
-
-    try:
-        for item in items:
-            if not worker.is_alive():  # the consumer failed: stop making items
-                break
-            hand(item)
-        hand(_END)
-    except BaseException:
-        hand(_ABORT)
-        raise
-    finally:
-        worker.join()
-    if failed:
-        raise failed[0]
 
 
 def _tiles_of(band: np.ndarray, rows: int, width: int) -> Iterator[np.ndarray]:
