@@ -133,7 +133,7 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     imitator = fit(pair, model, config, show_progress=False)
     plain = score(imitator, held, ensemble=False)
-    transforms = imitator.metrics.get("augment") or ["identity"]
+    transforms = imitator.equivariances
     ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
     return {
         "target": spec,
