@@ -211,6 +211,12 @@ FIELD_CASES = [
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (
         "unet",
+        "model.activation",
+        "gelu",
+        'model.activation is "gelu"; expected one of leaky-relu, relu',
+    ),
+    (
+        "unet",
         "model.linear_kernel",
         True,
         "model.linear_kernel is true (boolean); expected an odd integer in 1..63",
@@ -303,7 +309,8 @@ FIELD_CASES = [
         "model.dept",
         3,
         "model has unknown fields ['dept'] for architecture 'unet'; "
-        "valid fields: depth, width, kernel_size, convs_per_level, unshuffle, skip, linear_kernel",
+        "valid fields: depth, width, kernel_size, convs_per_level, unshuffle, skip, "
+        "linear_kernel, activation",
     ),
     (
         "unet",

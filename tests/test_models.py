@@ -129,6 +129,7 @@ def test_skip_paths_start_the_network_at_the_skip():
         (lambda: UNetConfig(depth=0), "UNetConfig.depth is 0"),
         (lambda: UNetConfig(kernel_size=4), "expected odd"),
         (lambda: UNetConfig(skip="sideways"), "'sideways' is not a valid Skip"),
+        (lambda: UNetConfig(activation="gelu"), "activation is 'gelu'; expected one of"),
         (lambda: config_from_dict({"architecture": "resnet"}), "expected one of unet, plain"),
         (
             lambda: config_from_dict({"architecture": "unet", "dept": 3}),
@@ -142,6 +143,34 @@ def test_bad_configs_say_what_is_allowed(make, message):
 
 
 def test_config_dict_round_trip():
-    for config in (UNetConfig(depth=4, skip=Skip.NONE), PlainConfig(batchnorm=True)):
+    for config in (
+        UNetConfig(depth=4, skip=Skip.NONE),
+        UNetConfig(activation="relu"),
+        PlainConfig(batchnorm=True),
+    ):
         assert config_from_dict(config_to_dict(config)) == config
     assert isinstance(build(PlainConfig(), 3, 3), PlainCNN)
+
+
+def test_unets_saved_before_the_activation_field_load_with_plain_relu():
+    saved = config_to_dict(UNetConfig())
+    del saved["activation"]
+    config = config_from_dict(saved)
+    assert config.activation == "relu"
+    assert any(isinstance(m, torch.nn.ReLU) for m in build(config, 3, 3).modules())
+    default = build(UNetConfig(), 3, 3)
+    assert not any(isinstance(m, torch.nn.ReLU) for m in default.modules())
+    assert any(isinstance(m, torch.nn.LeakyReLU) for m in default.modules())
+
+
+def test_leaky_units_pass_gradient_where_relu_would_be_dead():
+    """All pre-activations negative (a dead last level): ReLU passes no gradient back,
+    the default's leaky ReLU does, so the fit can recover."""
+    for activation, alive in (("relu", False), ("leaky-relu", True)):
+        torch.manual_seed(0)
+        net = build(UNetConfig(activation=activation, skip=Skip.NONE), 3, 3)
+        with torch.no_grad():
+            net.dec[0][0].bias.fill_(-100.0)  # the last level's convolution: always negative
+            net.head[0].weight.fill_(0.1)
+        net(torch.rand(1, 3, 16, 16)).sum().backward()
+        assert (net.dec[0][0].weight.grad.abs().sum() > 0) == alive

@@ -82,6 +82,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "unshuffle": _int(1, 8),
         "skip": SKIP,
         "linear_kernel": LINEAR_KERNEL,
+        "activation": Field("choice", choices=("leaky-relu", "relu")),
     },
     "plain": {
         "receptive_field": _odd(3, 1023),

@@ -67,6 +67,8 @@ def config_from_dict(data: dict[str, Any], path: str = "model") -> ModelConfig:
 
     check_model(data, path)
     data = dict(data)
+    if data["architecture"] == "unet":  # saved before the field existed: plain ReLU
+        data.setdefault("activation", "relu")
     config_type = ARCHITECTURES[data.pop("architecture")][0]
     nested = {k: config_from_dict(v, f"{path}.{k}") for k, v in data.items() if isinstance(v, dict)}
     try:

@@ -1,6 +1,7 @@
 """U-Net imitator: the paper's architecture for the imitating network.
 
-Levels of ``convs_per_level`` convolutions (kernel ``kernel_size``, ReLU),
+Levels of ``convs_per_level`` convolutions (kernel ``kernel_size``, then
+``activation``: leaky ReLU by default),
 ``width * 2**level`` channels, 2x2 stride-2 convolutions down, 2x2 stride-2
 transposed convolutions up, skip concatenations, then the shared head and skip
 path of :class:`~onepair.models.network.Network`.
@@ -23,6 +24,11 @@ from torch import nn
 from onepair.models.network import Network, Skip
 from onepair.models.receptive import Span
 
+ACTIVATIONS = {
+    "leaky-relu": lambda: nn.LeakyReLU(0.01, inplace=True),
+    "relu": lambda: nn.ReLU(inplace=True),
+}
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -40,9 +46,18 @@ class UNetConfig:
     unshuffle: int = 1
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
+    # "leaky-relu" (slope 0.01): with plain ReLU all 8 channels of the last level of a
+    # 2 x 8 net can die early in a fit, which then learns nothing beyond its linear
+    # path (docs/FIDELITY.md). Runs saved without this field used "relu".
+    activation: str = "leaky-relu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", Skip(self.skip))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"UNetConfig.activation is {self.activation!r}; expected one of "
+                + ", ".join(ACTIVATIONS)
+            )
         for name in ("depth", "width", "convs_per_level", "unshuffle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"UNetConfig.{name} is {getattr(self, name)}; expected >= 1")
@@ -50,12 +65,12 @@ class UNetConfig:
             raise ValueError(f"UNetConfig.kernel_size is {self.kernel_size}; expected odd >= 1")
 
 
-def _block(c_in: int, c_out: int, kernel: int, n: int) -> nn.Sequential:
+def _block(c_in: int, c_out: int, kernel: int, n: int, activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(n):
         layers += [
             nn.Conv2d(c_in if i == 0 else c_out, c_out, kernel, padding=kernel // 2),
-            nn.ReLU(inplace=True),
+            ACTIVATIONS[activation](),
         ]
     return nn.Sequential(*layers)
 
@@ -76,7 +91,8 @@ class UNet(Network):
         f = config.unshuffle
         chans = [c * 2**i for i in range(d)]
         self.enc = nn.ModuleList(
-            _block(in_channels * f * f if i == 0 else chans[i], chans[i], k, n) for i in range(d)
+            _block(in_channels * f * f if i == 0 else chans[i], chans[i], k, n, config.activation)
+            for i in range(d)
         )
         self.down = nn.ModuleList(
             nn.Conv2d(chans[i], chans[i + 1], 2, stride=2) for i in range(d - 1)
@@ -84,7 +100,9 @@ class UNet(Network):
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(chans[i + 1], chans[i], 2, stride=2) for i in range(d - 1)
         )
-        self.dec = nn.ModuleList(_block(2 * chans[i], chans[i], k, n) for i in range(d - 1))
+        self.dec = nn.ModuleList(
+            _block(2 * chans[i], chans[i], k, n, config.activation) for i in range(d - 1)
+        )
         self.multiple = f * 2 ** (d - 1)
         self.body_span = self._span()
         self.finish(chans[0], config.skip, config.linear_kernel, shuffle=f)
