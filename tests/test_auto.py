@@ -1,4 +1,4 @@
-"""auto.py and `onepair fit --auto`: the choice on the held-out strip, and its estimate."""
+"""auto.py and `onepair fit --auto`: the choice on the held-out blocks, and its estimate."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from onepair.targets import load_target
 from test_cli import invoke
 
 
-def test_auto_fits_the_candidate_the_strip_prefers_and_reports_its_estimate(photo, tmp_path):
+def test_auto_fits_the_candidate_held_out_blocks_prefer_and_reports_its_estimate(photo, tmp_path):
     pair = Pair.of(photo, load_target("noise:sigma=25|median")(photo))
     candidates = {  # one that can copy a denoiser, one that cannot: a single feature map
         "unet": UNetConfig(depth=2, width=8, linear_kernel=7),
@@ -31,7 +31,7 @@ def test_auto_fits_the_candidate_the_strip_prefers_and_reports_its_estimate(phot
     assert saved["auto"] == json.loads(json.dumps(auto))
     with pytest.raises(ValueError, match="needs a time budget"):
         auto_fit(pair, TINY_FIT)
-    with pytest.raises(ValueError, match="needs a held-out strip"):
+    with pytest.raises(ValueError, match="needs held-out blocks"):
         auto_fit(pair, replace(config, holdout=0.0, seconds=2.0), candidates=candidates)
 
 

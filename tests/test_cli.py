@@ -63,7 +63,7 @@ def test_query_fit_apply_eval(tmp_path):
         *TINY,
     )
     assert fitted.exit_code == 0, fitted.output
-    assert "held-out strip PSNR" in fitted.output
+    assert "held-out PSNR" in fitted.output
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["steps"] == 60 and metrics["val_psnr"] > metrics["val_floor_psnr"]
 

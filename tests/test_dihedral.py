@@ -95,7 +95,7 @@ def test_cli_augments_and_applies_the_ensemble(tmp_path, photo):
     fitted = invoke("fit", tmp_path / "x.png", tmp_path / "y.png", "-o", tmp_path / "run",
                     *TINY, "--augment", "auto")  # fmt: skip
     assert fitted.exit_code == 0, fitted.output
-    assert "(found on the held-out strip): identity, flip-lr, flip-ud, rot180" in fitted.output
+    assert "(found on the held-out blocks): identity, flip-lr, flip-ud, rot180" in fitted.output
     applied = invoke("apply", tmp_path / "run", tmp_path / "x.png", "-o", tmp_path / "out",
                      "--ensemble", "--quiet")  # fmt: skip
     assert applied.exit_code == 0, applied.output

@@ -1,4 +1,4 @@
-"""Few-shot: several example pairs feed one fit (crops, linear path, held-out strips)."""
+"""Few-shot: several example pairs feed one fit (crops, linear path, held-out blocks)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_crops_come_from_every_example_and_stay_aligned(photo):
     generator = torch.Generator().manual_seed(0)
     from_b = 0
     for _ in range(50):
-        x, y = sampler.sample(8, generator)
+        x, y, w = sampler.sample(8, generator)
+        assert w is None  # no held-out blocks given
         torch.testing.assert_close(y, 1 - x)  # aligned: the output crop of the same place
         in_b = x.amin(dim=(1, 2, 3)) >= 0.6
         assert torch.all(in_b | (x.amax(dim=(1, 2, 3)) <= 0.4))

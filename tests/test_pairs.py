@@ -28,19 +28,8 @@ def test_size_mismatch_says_what_arrived(out_shape, arrived):
     assert "integer scale factor" in str(info.value)
 
 
-def test_split_holds_out_bottom_rows():
-    x = np.arange(40 * 20, dtype=np.float32).reshape(40, 20) / 800
-    pair = Pair.of(x, np.repeat(np.repeat(x, 2, 0), 2, 1))
-    train, strip = pair.split(0.25, min_rows=8)
-    assert strip == slice(30, 40)
-    assert train.input.shape == (30, 20, 1) and train.output.shape == (60, 40, 1)
-    assert not np.isin(pair.input[strip], train.input).any()
-
-
 def test_too_small_examples_are_errors_that_say_so():
     pair = Pair.of(np.zeros((40, 40)), np.zeros((40, 40)))
-    with pytest.raises(ValueError, match="35 rows remain, but training crops need 64"):
-        pair.split(0.125, min_rows=64)
     with pytest.raises(ValueError, match="training crops are 64x64"):
         check_size(pair, crop=64, receptive_field=5)
     with pytest.raises(ValueError, match="receptive field is 101x101"):

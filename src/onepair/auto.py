@@ -1,8 +1,8 @@
-"""``onepair fit --auto``: choose the imitator on the example's own held-out strip.
+"""``onepair fit --auto``: choose the imitator on the example's own held-out blocks.
 
 No test data is needed. Each candidate imitator is fitted for an equal share
-of a screening part of the budget; the one with the best held-out-strip PSNR
-is then fitted from scratch for the rest. Its strip PSNR is the estimate of
+of a screening part of the budget; the one with the best PSNR on the held-out
+blocks is then fitted from scratch for the rest. Its held-out PSNR is the estimate of
 held-out fidelity it reports, and ``benchmarks/fidelity.py`` measures that
 estimate's error against other images (docs/FIDELITY.md).
 """
@@ -34,10 +34,10 @@ def auto_fit(
     candidates: dict[str, ModelConfig] | None = None,
     show_progress: bool = True,
 ) -> Imitator:
-    """Fit the candidate the held-out strip prefers, within ``config.seconds`` in all.
+    """Fit the candidate the held-out blocks prefer, within ``config.seconds`` in all.
 
     ``screen`` is the part of the budget shared among the candidates' trial fits.
-    The result's metrics hold ``auto``: every candidate's strip PSNR, the choice,
+    The result's metrics hold ``auto``: every candidate's held-out PSNR, the choice,
     and ``estimate_psnr``, the expected PSNR against the target on new images.
     """
     if config.seconds is None:
@@ -55,7 +55,7 @@ def auto_fit(
         trials[name] = trial.metrics["val_psnr"]
     scored = {k: v for k, v in trials.items() if v is not None}
     if not scored:
-        raise ValueError("fit --auto needs a held-out strip to choose on (holdout > 0)")
+        raise ValueError("fit --auto needs held-out blocks to choose on (holdout > 0)")
     chosen = max(scored, key=lambda k: scored[k])
     left = max(config.seconds - (time.perf_counter() - start), share)
     final = fit(

@@ -47,7 +47,7 @@ class CorruptCheckpoint(ValueError):
 
 @dataclass
 class State:
-    """The fit loop's counters and the best weights seen on the held-out strip."""
+    """The fit loop's counters and the best weights seen on the held-out blocks."""
 
     step: int = 0
     elapsed: float = 0.0

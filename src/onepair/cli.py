@@ -66,9 +66,11 @@ def fit_command(
     augment: str | None = typer.Option(
         None,
         help="none | all | auto: flips and rotations of the example as extra pairs; auto keeps "
-        "those the held-out strip shows the target equivariant to",
+        "those the held-out blocks show the target equivariant to",
     ),
-    holdout: float | None = typer.Option(None, help="fraction of rows held out"),
+    holdout: float | None = typer.Option(
+        None, help="fraction of the example held out for validation, as blocks spread over it"
+    ),
     val_every: int | None = typer.Option(None),
     patience: int | None = typer.Option(None, help="validations without gain before stopping"),
     checkpoint_every: int | None = typer.Option(None, help="steps between checkpoints"),
@@ -79,7 +81,7 @@ def fit_command(
     auto: bool = typer.Option(
         False,
         "--auto",
-        help="choose the imitator among candidates on the held-out strip, within --seconds; "
+        help="choose the imitator among candidates on the held-out blocks, within --seconds; "
         "reports the estimate of held-out fidelity",
     ),
     quiet: bool = typer.Option(False, help="no progress bar"),
@@ -145,16 +147,16 @@ def fit_command(
         f"{m['seconds']:.1f} s"
     )
     out.print(
-        f"held-out strip PSNR {_db(m['val_psnr'])} dB (input itself: {_db(m['val_floor_psnr'])} dB)"
+        f"held-out PSNR {_db(m['val_psnr'])} dB (input itself: {_db(m['val_floor_psnr'])} dB)"
     )
     if "auto" in m:
         trials = ", ".join(f"{k} {_db(v)} dB" for k, v in m["auto"]["candidates"].items())
-        out.print(f"--auto chose {m['auto']['chosen']} on the held-out strip ({trials})")
+        out.print(f"--auto chose {m['auto']['chosen']} on the held-out blocks ({trials})")
         out.print(
             f"estimated PSNR against the target on new images: {_db(m['auto']['estimate_psnr'])} dB"
         )
     if len(imitator.equivariances) > 1:
-        how = "found on the held-out strip" if m.get("equivariance_psnr") else "assumed"
+        how = "found on the held-out blocks" if m.get("equivariance_psnr") else "assumed"
         out.print(f"trained with flips and rotations ({how}): {', '.join(imitator.equivariances)}")
 
 

@@ -6,23 +6,43 @@ a seeded ``torch.Generator`` (on the CPU, so a seed gives the same crops on
 every device); the gather itself runs on the pair's device. With several
 examples, each crop first picks its example with probability proportional to
 the number of crop positions it holds, so every position is equally likely.
+Each example may come with a weight per output pixel (0 on the held-out
+blocks of :mod:`onepair.validation`), gathered with its crops for the loss.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from onepair.images import shape_str, to_tensor
 from onepair.pairs import Pair
 
 
+class Batch(NamedTuple):
+    x: torch.Tensor  # (B, Cin, crop, crop)
+    y: torch.Tensor  # (B, Cout, s*crop, s*crop)
+    w: torch.Tensor | None  # (B, 1, s*crop, s*crop) weights, or None
+
+
 class CropSampler:
     """Draws batches of aligned crops from ``pairs`` (kept on ``device``)."""
 
-    def __init__(self, pairs: Pair | Sequence[Pair], crop: int, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        pairs: Pair | Sequence[Pair],
+        crop: int,
+        device: torch.device | str = "cpu",
+        weights: Sequence[np.ndarray] | None = None,
+    ):
         pairs = [pairs] if isinstance(pairs, Pair) else list(pairs)
+        if weights is not None and len(weights) != len(pairs):
+            raise ValueError(
+                f"{len(weights)} weight maps for {len(pairs)} examples; expected one each"
+            )
         kinds = {(p.in_channels, p.out_channels, p.scale) for p in pairs}
         if len(kinds) != 1:
             raise ValueError(
@@ -39,13 +59,22 @@ class CropSampler:
         self.crop, self.scale = crop, pairs[0].scale
         self.x = [to_tensor(p.input, device)[0] for p in pairs]  # (Cin, H, W) each
         self.y = [to_tensor(p.output, device)[0] for p in pairs]  # (Cout, sH, sW) each
+        # (1, sH, sW) each: a weight per output pixel, or None
+        self.w = [to_tensor(w, device)[0] for w in weights] if weights is not None else None
+        for index, (y, w) in enumerate(zip(self.y, self.w or [], strict=False)):
+            if w.shape[1:] != y.shape[1:] or w.shape[0] != 1:
+                raise ValueError(
+                    f"weights of example {index} are {tuple(w.shape[1:])}x{w.shape[0]}; "
+                    f"expected one channel of the output's {tuple(y.shape[1:])}"
+                )
         positions = [(x.shape[1] - crop + 1) * (x.shape[2] - crop + 1) for x in self.x]
         self._weights = torch.tensor(positions, dtype=torch.float64)
         self._offsets = torch.arange(crop, device=device)
         self._offsets_out = torch.arange(crop * self.scale, device=device)
 
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x, y)``: (B, Cin, crop, crop) and (B, Cout, s*crop, s*crop)."""
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        """``(x, y, w)``: (B, Cin, crop, crop), (B, Cout, s*crop, s*crop), and the
+        crops' (B, 1, s*crop, s*crop) weights, or None where the examples have none."""
         if len(self.x) == 1:
             return self._sample_one(0, batch, generator)
         which = torch.multinomial(self._weights, batch, replacement=True, generator=generator)
@@ -54,19 +83,23 @@ class CropSampler:
             for i, n in enumerate(torch.bincount(which, minlength=len(self.x)).tolist())
             if n
         ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return Batch(
+            torch.cat([p.x for p in parts]),
+            torch.cat([p.y for p in parts]),
+            torch.cat([p.w for p in parts]) if self.w is not None else None,  # type: ignore[misc]
+        )
 
-    def _sample_one(
-        self, index: int, batch: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _sample_one(self, index: int, batch: int, generator: torch.Generator) -> Batch:
         x, y = self.x[index], self.y[index]
         _, h, w = x.shape
         rows = torch.randint(0, h - self.crop + 1, (batch,), generator=generator)
         cols = torch.randint(0, w - self.crop + 1, (batch,), generator=generator)
         rows, cols = rows.to(x.device), cols.to(x.device)
-        return (
+        out = self._offsets_out
+        return Batch(
             self._gather(x, rows, cols, self._offsets, 1),
-            self._gather(y, rows, cols, self._offsets_out, self.scale),
+            self._gather(y, rows, cols, out, self.scale),
+            self._gather(self.w[index], rows, cols, out, self.scale) if self.w else None,
         )
 
     @staticmethod

@@ -4,7 +4,7 @@ A target that commutes with some of them (most denoisers commute with all
 eight) gives, from one example pair, a transformed pair of the same target for
 each: free extra examples for training. Whether it commutes is a property of
 the target, which one pair cannot show directly; :mod:`onepair.fit` tests it on
-the held-out strip (``augment="auto"``). At apply time the imitation can be
+the held-out blocks (``augment="auto"``). At apply time the imitation can be
 averaged over the same transforms (self-ensemble).
 
 Each transform is an optional transpose followed by optional flips of rows and

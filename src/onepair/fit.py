@@ -1,8 +1,9 @@
 """The training loop: fit an imitator to one example pair, as a plain function.
 
-Read top to bottom: split off the held-out strip, build the network, solve
-its linear path, then repeat {sample crops, L2 (or L1) loss, Adam step at
-``lr_at(progress)``}; every ``val_every`` steps measure PSNR on the strip,
+Read top to bottom: choose the held-out blocks, build the network, solve
+its linear path, then repeat {sample crops, L2 (or L1) loss on the pixels not
+held out, Adam step at ``lr_at(progress)``}; every ``val_every`` steps measure
+PSNR on the held-out blocks (:mod:`onepair.validation`),
 keep the best weights, stop early when it stops improving; every
 ``checkpoint_every`` steps write a checkpoint that ``resume=True`` continues
 from. The budget is ``steps`` and, optionally, ``seconds`` of wall time,
@@ -30,7 +31,7 @@ from onepair.imitator import Imitator, fit_config_to_dict
 from onepair.models import ModelConfig, UNetConfig, build
 from onepair.pairs import Pair, check_size
 from onepair.progress import FitProgress
-from onepair.validation import Strip, Strips, equivariances
+from onepair.validation import Holdout, Holdouts, equivariances
 
 log = logging.getLogger("onepair")
 
@@ -45,7 +46,7 @@ class Augment(str, Enum):
 
     NONE = "none"
     ALL = "all"  # all eight, assumed without a test
-    AUTO = "auto"  # those the held-out strip shows the target equivariant to
+    AUTO = "auto"  # those the held-out blocks show the target equivariant to
 
 
 class Schedule(str, Enum):
@@ -126,7 +127,7 @@ def fit(
 
     ``pair`` may be a list of pairs (few-shot): they must agree in channels
     and scale; crops are drawn from all of them, the linear path is solved on
-    all of them, and the held-out strip of each is measured (mean PSNR).
+    all of them, and the held-out blocks of each are measured (mean PSNR).
 
     With ``resume=True`` and a checkpoint in ``out_dir``, training continues
     from it (same model and fit settings required); a finished run is loaded
@@ -158,25 +159,25 @@ def fit(
     span = network.receptive_field()
     for one in pairs:
         check_size(one, config.crop, span.size)
-    splits = [one.split(config.holdout, min_rows=config.crop) for one in pairs]
-    trains = [train for train, _ in splits]
+    holdouts = (
+        [Holdout(one, config.holdout, span.margin) for one in pairs] if config.holdout else []
+    )
     if network.linear is not None:
         k = network.linear.kernel
         log.info("solving the %dx%d linear path on the example by least squares", k, k)
         network.linear.solve(
-            [t.input for t in trains], [t.output for t in trains], seed=config.seed
+            [p.input for p in pairs],
+            [p.output for p in pairs],
+            seed=config.seed,
+            keep=[~h.mask for h in holdouts] if holdouts else None,
         )
     augment = ["identity"] if config.augment is not Augment.ALL else list(dihedral.TRANSFORMS)
-    sampler = _sampler(network, trains, augment, config.crop, device)
+    weights = [h.weight() for h in holdouts] if holdouts else None
+    sampler = _sampler(network, pairs, weights, augment, config.crop, device)
     equivariance: dict[str, float] | None = None
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
-    strips = [
-        Strip(one, strip, span.margin)
-        for one, (_, strip) in zip(pairs, splits, strict=True)
-        if strip.stop > strip.start
-    ]
-    validate = Strips(strips) if strips else None
+    validate = Holdouts(holdouts) if holdouts else None
 
     state = checkpoint.State(floor=validate.floor if validate else None)
     if out is not None and resume:
@@ -202,22 +203,21 @@ def fit(
                 break
             if config.augment is Augment.AUTO and equivariance is None:
                 if validate is None:
-                    log.warning("augment=auto needs a held-out strip (holdout > 0); not augmenting")
+                    log.warning("augment=auto needs held-out blocks (holdout > 0); not augmenting")
                     equivariance = {}
                 elif progress >= config.augment_check:
                     network.eval()
                     augment, equivariance = equivariances(
                         network, validate, device, config.equivariance_tolerance
                     )
-                    log.info("equivariant to %s on the held-out strip", ", ".join(augment))
+                    log.info("equivariant to %s on the held-out blocks", ", ".join(augment))
                     if len(augment) > 1:
-                        sampler = _sampler(network, trains, augment, config.crop, device)
+                        sampler = _sampler(network, pairs, weights, augment, config.crop, device)
                     network.train()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(progress, config)
-            x, y = sampler.sample(config.batch_size, generator)
-            prediction = network.residual(x)
-            loss = F.mse_loss(prediction, y) if config.loss is Loss.L2 else F.l1_loss(prediction, y)
+            x, y, w = sampler.sample(config.batch_size, generator)
+            loss = _loss(network.residual(x), y, w, config.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -282,24 +282,38 @@ def fit(
     return imitator
 
 
+def _loss(
+    prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, kind: Loss
+) -> torch.Tensor:
+    """Mean squared (or absolute) error over the pixels of weight 1 (all if no weights)."""
+    if weight is None:
+        return F.mse_loss(prediction, target) if kind is Loss.L2 else F.l1_loss(prediction, target)
+    error = (prediction - target).square() if kind is Loss.L2 else (prediction - target).abs()
+    return (error * weight).sum() / (weight.sum() * error.shape[1]).clamp(min=1.0)
+
+
 def _sampler(
     network: torch.nn.Module,
-    trains: list[Pair],
+    pairs: list[Pair],
+    weights: list[np.ndarray] | None,
     transforms: list[str],
     crop: int,
     device: torch.device,
 ) -> CropSampler:
     """Crops of what the (fixed) skip path leaves, ``target - skip(input)``, for the body
-    to learn: of each training part under each transform (the skip path is not itself
-    equivariant, so each transformed pair gets its own remainder)."""
-    remainders = []
-    for train in trains:
+    to learn: of each example under each transform (the skip path is not itself
+    equivariant, so each transformed pair gets its own remainder), with the weights
+    that keep the held-out blocks out of the loss."""
+    remainders, maps = [], []
+    for index, pair in enumerate(pairs):
         for name in transforms:
-            x = np.ascontiguousarray(dihedral.forward(train.input, name))
-            y = np.ascontiguousarray(dihedral.forward(train.output, name))
+            x = np.ascontiguousarray(dihedral.forward(pair.input, name))
+            y = np.ascontiguousarray(dihedral.forward(pair.output, name))
             remainder = to_tensor(y, device) - network.skip_image(to_tensor(x, device))
-            remainders.append(Pair(x, from_tensor(remainder), train.scale))
-    return CropSampler(remainders, crop, device)
+            remainders.append(Pair(x, from_tensor(remainder), pair.scale))
+            if weights is not None:
+                maps.append(np.ascontiguousarray(dihedral.forward(weights[index], name)))
+    return CropSampler(remainders, crop, device, maps if weights is not None else None)
 
 
 def _timed(watch: Callable[[int, float, torch.nn.Module], None], *args: object) -> float:

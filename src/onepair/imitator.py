@@ -130,7 +130,7 @@ class Imitator:
     @property
     def equivariances(self) -> list[str]:
         """The flips and rotations (:mod:`onepair.dihedral`) the fit trained with, found
-        on the held-out strip to leave the target unchanged; ``["identity"]`` if none."""
+        on the held-out blocks to leave the target unchanged; ``["identity"]`` if none."""
         return list(self.metrics.get("augment") or ["identity"])
 
     __call__ = apply

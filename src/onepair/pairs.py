@@ -1,10 +1,10 @@
-"""The single input/output example, validated, and its held-out strip.
+"""The single input/output example, validated.
 
 A pair is what an attacker has: one image the black box took and the image it
 returned. The output may be larger by an integer factor (super-resolution) and
-may have another channel count (virtual staining: 1 -> 3). The bottom rows of
-the example are held out of training so that a fit can measure, with no other
-data, how well it generalises (DESIGN.md, "floor").
+may have another channel count (virtual staining: 1 -> 3). Blocks of the
+example are held out of training so that a fit can measure, with no other
+data, how well it generalises (:mod:`onepair.validation`; DESIGN.md, "floor").
 """
 
 from __future__ import annotations
@@ -46,30 +46,6 @@ class Pair:
     @property
     def out_channels(self) -> int:
         return self.output.shape[2]
-
-    def split(self, holdout: float, min_rows: int) -> tuple[Pair, slice]:
-        """The training part of the pair, and the input rows of the held-out strip.
-
-        The strip is the bottom ``holdout`` fraction of the input rows (at
-        least one row). Returns the pair cut above the strip and the slice of
-        input rows that form the strip; output rows are the same slice times
-        the scale. ``min_rows`` is the least height the training part needs
-        (a crop); a pair too small for it is an error that says so.
-        """
-        height = self.input.shape[0]
-        if not 0.0 <= holdout < 1.0:
-            raise ValueError(f"holdout is {holdout}; expected a fraction in [0, 1)")
-        strip = 0 if holdout == 0 else max(1, int(round(height * holdout)))
-        if height - strip < min_rows:
-            raise ValueError(
-                f"example input is {shape_str(self.input)}: after holding out the bottom "
-                f"{strip} rows for validation, {height - strip} rows remain, but training "
-                f"crops need {min_rows}; use a larger example, a smaller crop or less holdout"
-            )
-        top = height - strip
-        s = self.scale
-        train = Pair(self.input[:top], self.output[: top * s], s)
-        return train, slice(top, height)
 
 
 def infer_scale(input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> int:

@@ -92,6 +92,7 @@ class LinearFilter(nn.Module):
         max_rows: int = 65_536,
         seed: int = 0,
         chunk_rows: int = 16_384,
+        keep: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
 
@@ -101,19 +102,29 @@ class LinearFilter(nn.Module):
         normal matrix. At most ``max_rows`` patch positions (a seeded random
         subset, shared among the examples by their patch counts) enter the
         system, gathered ``chunk_rows`` at a time, so memory stays bounded.
+        ``keep``, one (H, W) boolean map per example (or None), names the input
+        pixels whose outputs may be learnt from: patches centred elsewhere (the
+        held-out blocks) are left out.
         """
         xs = [x] if isinstance(x, np.ndarray) else list(x)
         ys = [y] if isinstance(y, np.ndarray) else list(y)
+        keeps = list(keep) if keep is not None else [None] * len(xs)
         k = self.kernel
-        usable = [(a, b) for a, b in zip(xs, ys, strict=True) if min(a.shape[:2]) >= k]
-        if not usable:
+        usable = [
+            (a, b, self._positions(a.shape[:2], m))
+            for a, b, m in zip(xs, ys, keeps, strict=True)
+            if min(a.shape[:2]) >= k
+        ]
+        total = sum(len(p) for _, _, p in usable)
+        if not total:
             return  # too small to hold one patch: keep the zero filter
-        counts = [(a.shape[0] - k + 1) * (a.shape[1] - k + 1) for a, _ in usable]
-        total = sum(counts)
         normal = rhs = None
-        for index, ((a, b), count) in enumerate(zip(usable, counts, strict=True)):
+        for index, (a, b, positions) in enumerate(usable):
+            count = len(positions)
+            if not count:
+                continue
             rows = max(1, round(max_rows * count / total)) if total > max_rows else count
-            part, part_rhs = self._normal_equations(a, b, rows, seed + index, chunk_rows)
+            part, part_rhs = self._normal_equations(a, b, positions, rows, seed + index, chunk_rows)
             normal = part if normal is None else normal + part
             rhs = part_rhs if rhs is None else rhs + part_rhs
         assert normal is not None and rhs is not None
@@ -124,8 +135,23 @@ class LinearFilter(nn.Module):
         self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
         self.bias.copy_(solution[-1].float())
 
+    def _positions(self, size: tuple[int, ...], keep: np.ndarray | None) -> torch.Tensor:
+        """Flat indices of the top-left corners of the valid patches whose centre is kept."""
+        k, (h, w) = self.kernel, size[:2]
+        if keep is None:
+            return torch.arange((h - k + 1) * (w - k + 1))
+        r = k // 2
+        centres = keep[r : r + h - k + 1, r : r + w - k + 1]
+        return torch.from_numpy(np.flatnonzero(centres))
+
     def _normal_equations(
-        self, x: np.ndarray, y: np.ndarray, max_rows: int, seed: int, chunk_rows: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        positions: torch.Tensor,
+        max_rows: int,
+        seed: int,
+        chunk_rows: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A^T A, A^T b)`` of one example's patches (a seeded subset of ``max_rows``)."""
         k, s = self.kernel, self.scale
@@ -136,12 +162,11 @@ class LinearFilter(nn.Module):
         yt = torch.from_numpy(np.ascontiguousarray(y.transpose(2, 0, 1))).double()
         cout = yt.shape[0]
         phases = yt.reshape(cout, h, s, w, s).permute(0, 2, 4, 1, 3).reshape(cout * s * s, h, w)
-        # patch positions (top-left corners): all, or a seeded subset of max_rows
-        count = (h - k + 1) * (w - k + 1)
-        positions = torch.arange(count)
+        # patch positions (top-left corners): all given, or a seeded subset of max_rows
+        count = len(positions)
         if count > max_rows:
             order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-            positions = order[:max_rows].sort().values
+            positions = positions[order[:max_rows].sort().values]
         offsets = torch.arange(k)
         normal = rhs = None
         for chunk in positions.split(chunk_rows):  # bounded memory for any example size
