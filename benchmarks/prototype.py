@@ -2,10 +2,10 @@
 
 Both presets fit the same pair in the same process with the same time budget
 and a dense validation history: a short timed probe fit picks ``val_every``
-for ``--points`` held-out-strip measurements (at most every ``--val-every``
+for ``--points`` held-out measurements (at most every ``--val-every``
 steps; a budget of fewer steps than that gets one per step). From the curves:
 
-- ``P_proto``: the best strip PSNR the prototype reaches (what its fit keeps);
+- ``P_proto``: the best held-out-block PSNR the prototype reaches (what its fit keeps);
 - the time the prototype takes to first reach ``P_proto``;
 - the time ``default`` takes to first reach ``P_proto``, and the ratio of the two.
 
@@ -57,7 +57,7 @@ def seconds_per_step(pair: Pair, name: str, seconds: float, seed: int) -> float:
 
 
 def curve(imitator: Imitator, setup: float) -> list[tuple[float, float]]:
-    """(seconds on the fit call's clock, strip PSNR) for every validation, in order."""
+    """(seconds on the fit call's clock, held-out-block PSNR) for every validation, in order."""
     points = [(setup + r["seconds"], r["val_psnr"]) for r in imitator.history if "val_psnr" in r]
     best = imitator.metrics["val_psnr"]
     if best is not None and (not points or best > max(p for _, p in points)):
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
         row = run_preset(pair, name, args, target)
         rows.append(row)
         print(
-            f"prototype  {name}: best strip {row['best_val_psnr']:.2f} dB, "
+            f"prototype  {name}: best held-out {row['best_val_psnr']:.2f} dB, "
             f"test {row['test_psnr']:.2f} dB, {row['steps']} steps, "
             f"{row['points']} validations",
             flush=True,

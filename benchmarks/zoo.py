@@ -150,7 +150,7 @@ def markdown(record: dict) -> str:
         f"targets: example builtin:{PHOTO_EXAMPLE} ({s['size']}x{s['size']} centre), held out "
         f"{', '.join('builtin:' + n for n in PHOTO_HELD_OUT)}. Microscopy (`ihc`) targets: "
         "example the top-left quadrant of builtin:ihc, held out the other three. "
-        "`val` is the fit's own estimate from the held-out strip of the example.",
+        "`val` is the fit's own estimate from the held-out blocks of the example.",
         "",
         "| target | what it is | images | PSNR dB | SSIM | floor dB | val dB | steps |",
         "|---|---|---|---:|---:|---:|---:|---:|",

@@ -171,3 +171,16 @@ def test_help_keeps_square_brackets():
     assert shown.exit_code == 0
     text = " ".join(shown.output.replace("│", " ").split())
     assert "'onepair[cluster]'" in text and "grid's [full] table" in text
+
+
+def test_fit_takes_the_activation_and_the_held_out_block_side(tmp_path, photo):
+    x = save_image(tmp_path / "x.png", photo)
+    y = save_image(tmp_path / "y.png", photo[::-1])
+    fitted = invoke(
+        "fit", x, y, "-o", tmp_path / "run", *TINY, "--activation", "relu", "--holdout-block", "8"
+    )
+    assert fitted.exit_code == 0, fitted.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["activation"] == "relu" and config["fit"]["holdout_block"] == 8
+    wrong = invoke("fit", x, y, "-o", tmp_path / "bad", *TINY, "--activation", "tanh")
+    assert wrong.exit_code != 0 and "activation is 'tanh'; expected one of" in wrong.output

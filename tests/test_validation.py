@@ -11,9 +11,9 @@ import torch
 from conftest import TINY_FIT
 from onepair import dihedral
 from onepair.crops import CropSampler
-from onepair.fit import fit
+from onepair.fit import FitConfig, fit
 from onepair.metrics import psnr
-from onepair.models import PlainConfig, Skip, build
+from onepair.models import PlainConfig, Skip, UNetConfig, build
 from onepair.models.linear import LinearFilter
 from onepair.pairs import Pair
 from onepair.tiling import apply_network
@@ -44,8 +44,14 @@ def test_small_examples_get_smaller_blocks_and_at_least_one():
     assert all(r + side <= 40 and c + side <= 64 for r, c in corners)
     assert len(held_out_blocks(16, 16, 0.01)[1]) == 1  # 64 cells, 1 in 100: still one
     assert held_out_blocks(64, 64, 0.0)[1] == []
-    with pytest.raises(ValueError, match="holdout is 1.0; expected a fraction in"):
-        held_out_blocks(64, 64, 1.0)
+    assert held_out_blocks(512, 512, 0.125, block=64)[0] == 64  # FitConfig.holdout_block
+    with pytest.raises(ValueError, match="holdout_block is 0; expected >= 1"):
+        FitConfig(holdout_block=0)
+    assert held_out_blocks(100, 100, 0.125, multiple=4)[0] == 12  # 100 // 8, down to 4s
+    with pytest.raises(ValueError, match="holdout is 0.6; expected a fraction in"):
+        held_out_blocks(64, 64, 0.6)
+    with pytest.raises(ValueError, match="FitConfig.holdout is 0.75; expected a fraction in"):
+        FitConfig(holdout=0.75)
 
 
 def _plain(seed: int, scale: int = 1) -> torch.nn.Module:
@@ -72,10 +78,27 @@ def test_block_psnr_is_the_whole_image_pass_on_the_held_out_pixels(photo, transf
     assert holdout.floor == pytest.approx(psnr(photo[mask], y[mask]), abs=1e-6)
 
 
+@pytest.mark.parametrize("side", [32, 6])  # 6: rounded down to the net's multiple, 4
+def test_block_psnr_of_a_unet_is_its_whole_image_pass(photo, side):
+    """Windows start on the U-Net's down-sampling grid as a whole-image pass does."""
+    torch.manual_seed(0)
+    network = build(UNetConfig(depth=3, width=4), 3, 3).eval()  # multiple 4
+    for p in network.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    y = np.clip(photo[::-1] * 0.8 + 0.1, 0, 1).copy()
+    margin = network.receptive_field().margin
+    holdout = Holdout(Pair.of(photo, y), 0.25, margin, block=side, multiple=network.multiple)
+    assert holdout.side % network.multiple == 0
+    whole = apply_network(network, photo, tile=None)
+    mask = holdout.mask
+    expected = psnr(np.clip(whole[mask], 0, 1), y[mask])
+    assert holdout(network, torch.device("cpu")) == pytest.approx(expected, abs=1e-4)
+
+
 def test_on_large_examples_an_even_subset_of_blocks_is_measured(rng):
     x = rng.random((64, 2048, 1)).astype(np.float32)
     pair = Pair.of(x, np.repeat(np.repeat(x, 2, 0), 2, 1))  # nearest 2x up-scaling
-    holdout = Holdout(pair, 0.25, margin=3, max_pixels=3 * 8 * 8)
+    holdout = Holdout(pair, 0.25, margin=3, max_pixels=3 * 14 * 14)  # 3 windows of 8 + 2*3
     assert holdout.side == 8 and len(holdout.corners) > 3
     assert holdout.truth.shape == (3, 16, 16, 1)  # three blocks of 8, at scale 2
     assert holdout.weight().shape == (128, 4096, 1)
@@ -122,28 +145,41 @@ def test_crops_carry_the_weights_of_their_place(photo):
         CropSampler(pair, 16, weights=[weight[:10]])
 
 
-def test_a_fit_learns_nothing_from_the_held_out_targets(photo):
-    """Two examples that differ only on the held-out blocks train the same network."""
+def _trained(pairs: Pair | list[Pair], config) -> dict[str, torch.Tensor]:
+    """The network's weights after the last step of a fit (before best-weights selection)."""
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(step: int, _seconds: float, net: torch.nn.Module) -> None:
+        seen[step] = {k: v.clone() for k, v in net.state_dict().items()}
+
+    fit(pairs, PlainConfig(receptive_field=5, width=4), config, show_progress=False, watch=keep)
+    return seen[config.steps]
+
+
+@pytest.mark.parametrize("case", ["plain", "augment-all", "scale-2", "two-examples"])
+def test_a_fit_learns_nothing_from_the_held_out_targets(photo, case):
+    """Examples that differ only on their held-out blocks train the same network;
+    a change outside them trains another."""
     config = replace(TINY_FIT, steps=30, val_every=30, holdout=0.25)
-    y = np.clip(photo * 0.7 + 0.2, 0, 1)
-    mask = Holdout(Pair.of(photo, y), config.holdout, margin=0).mask
-    other = y.copy()
-    other[mask] = 1.0 - other[mask]
-    trained = []
-    for target in (y, other):
-        seen: dict[int, dict[str, torch.Tensor]] = {}
+    if case == "augment-all":
+        config = replace(config, augment="all")
+    x = photo[:64, :64].copy()
+    y = np.clip(x * 0.7 + 0.2, 0, 1)
+    if case == "scale-2":
+        y = np.repeat(np.repeat(y, 2, 0), 2, 1)
+    scale = Pair.of(x, y).scale
+    mask = Holdout(Pair.of(x, y), config.holdout, margin=0).mask
+    mask = np.repeat(np.repeat(mask, scale, 0), scale, 1)
+    inside, outside = y.copy(), y.copy()
+    inside[mask] = 1.0 - inside[mask]
+    outside[~mask] = 1.0 - outside[~mask]
+    second = Pair.of(photo[16:80, 8:72], np.clip(photo[16:80, 8:72] * 0.7 + 0.2, 0, 1))
 
-        def keep(step: int, _seconds: float, net: torch.nn.Module, seen=seen) -> None:
-            seen[step] = {k: v.clone() for k, v in net.state_dict().items()}
+    def run(target: np.ndarray) -> dict[str, torch.Tensor]:
+        one = Pair.of(x, target)
+        return _trained([second, one] if case == "two-examples" else one, config)
 
-        network = fit(
-            Pair.of(photo, target),
-            PlainConfig(receptive_field=5, width=4),
-            config,
-            show_progress=False,
-            watch=keep,
-        )
-        assert network.metrics["steps"] == 30
-        trained.append(seen[30])
-    for name, value in trained[0].items():
-        torch.testing.assert_close(value, trained[1][name], rtol=0, atol=0, msg=name)
+    reference = run(y)
+    for name, value in run(inside).items():
+        torch.testing.assert_close(value, reference[name], rtol=0, atol=0, msg=name)
+    assert not torch.equal(run(outside)["head.0.weight"], reference["head.0.weight"])

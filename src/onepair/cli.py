@@ -53,6 +53,7 @@ def fit_command(
     unshuffle: int | None = typer.Option(
         None, help="U-Net space-to-depth factor: its body runs at 1/f size"
     ),
+    activation: str | None = typer.Option(None, help="U-Net units: leaky-relu | relu"),
     receptive_field: int | None = typer.Option(None, help="plain CNN receptive field (odd)"),
     batchnorm: bool | None = typer.Option(None, help="plain CNN batch norm"),
     skip: str | None = typer.Option(None, help="none | identity | linear"),
@@ -71,6 +72,7 @@ def fit_command(
     holdout: float | None = typer.Option(
         None, help="fraction of the example held out for validation, as blocks spread over it"
     ),
+    holdout_block: int | None = typer.Option(None, help="side of the held-out blocks"),
     val_every: int | None = typer.Option(None),
     patience: int | None = typer.Option(None, help="validations without gain before stopping"),
     checkpoint_every: int | None = typer.Option(None, help="steps between checkpoints"),

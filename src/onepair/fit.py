@@ -70,7 +70,8 @@ class FitConfig:
     augment: Augment = Augment.NONE
     augment_check: float = 0.15
     equivariance_tolerance: float = 0.1
-    holdout: float = 0.125
+    holdout: float = 0.125  # one block in round(1 / holdout) held out, at most 0.5 (validation.py)
+    holdout_block: int = 32  # their side in input pixels (smaller on small examples)
     val_every: int = 50
     patience: int = 0
     checkpoint_every: int = 200
@@ -86,9 +87,22 @@ class FitConfig:
         for name in ("augment_check", "equivariance_tolerance"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"FitConfig.{name} is {getattr(self, name)}; expected in [0, 1)")
-        for name in ("steps", "batch_size", "crop", "val_every", "checkpoint_every", "log_every"):
+        for name in (
+            "steps",
+            "batch_size",
+            "crop",
+            "holdout_block",
+            "val_every",
+            "checkpoint_every",
+            "log_every",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"FitConfig.{name} is {getattr(self, name)}; expected >= 1")
+        if not 0.0 <= self.holdout <= 0.5:
+            raise ValueError(
+                f"FitConfig.holdout is {self.holdout}; expected a fraction in [0, 0.5] "
+                "(one block in round(1 / holdout) is held out)"
+            )
         if self.seconds is not None and self.seconds <= 0:
             raise ValueError(f"FitConfig.seconds is {self.seconds}; expected > 0 or None")
         if self.lr <= 0:
@@ -160,7 +174,12 @@ def fit(
     for one in pairs:
         check_size(one, config.crop, span.size)
     holdouts = (
-        [Holdout(one, config.holdout, span.margin) for one in pairs] if config.holdout else []
+        [
+            Holdout(one, config.holdout, span.margin, config.holdout_block, network.multiple)
+            for one in pairs
+        ]
+        if config.holdout
+        else []
     )
     if network.linear is not None:
         k = network.linear.kernel
