@@ -12,13 +12,16 @@ import json
 import math
 import os
 import platform
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from onepair.fit import FitConfig
 from onepair.imitator import version
+from onepair.presets import preset
 
 
 def cpu_model() -> str:
@@ -96,3 +99,21 @@ def machine_line(info: dict[str, Any]) -> str:
         f"gpu {info['gpu'] or 'none'}; torch {info['torch']}, numpy {info['numpy']}, "
         f"onepair {info['onepair']}; {info['date']}"
     )
+
+
+def recipe(text: str, cin: int, cout: int, scale: int):
+    """``NAME[:field=value,...]`` -> (model config, fit config)."""
+    name, _, changes = text.partition(":")
+    model, config = preset(name, cin, cout, scale)
+    for item in filter(None, changes.split(",")):
+        key, _, raw = item.partition("=")
+        value = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false") else raw
+        if key in {f.name for f in fields(model)}:
+            model = replace(model, **{key: value})
+        elif key in {f.name for f in fields(FitConfig)}:
+            config = replace(config, **{key: value})
+        else:
+            raise ValueError(
+                f"recipe {text!r}: {key!r} is no field of {type(model).__name__} or FitConfig"
+            )
+    return model, config

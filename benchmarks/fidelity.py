@@ -26,17 +26,16 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from common import machine, machine_line, table, write_record
+from common import machine, machine_line, recipe, table, write_record
 from onepair.evaluate import model_input
-from onepair.fit import FitConfig, fit
+from onepair.fit import fit
 from onepair.metrics import psnr, ssim
 from onepair.pairs import Pair, baseline
-from onepair.presets import preset
 from onepair.targets import load_target
 from zoo import images
 
@@ -62,22 +61,6 @@ COLUMNS = [
     "ssim",
     "steps",
 ]
-
-
-def recipe(text: str, cin: int, cout: int, scale: int):
-    """``NAME[:field=value,...]`` -> (model config, fit config)."""
-    name, _, changes = text.partition(":")
-    model, config = preset(name, cin, cout, scale)
-    for item in filter(None, changes.split(",")):
-        key, _, raw = item.partition("=")
-        value = json.loads(raw) if raw[:1].isdigit() or raw in ("true", "false") else raw
-        if key in {f.name for f in fields(model)}:
-            model = replace(model, **{key: value})
-        elif key in {f.name for f in fields(FitConfig)}:
-            config = replace(config, **{key: value})
-        else:
-            raise ValueError(f"recipe {text!r}: {key!r} is no field of {type(model).__name__}")
-    return model, config
 
 
 def cached_pairs(spec: str, kind: str, size: int, held_size: int, seed: int, cache: Path):

@@ -12,8 +12,15 @@ held-out photographs (queried once, before any fit):
   same pair, its held-out PSNR measured at every validation (the measuring is
   not charged to its clock); its time to fidelity is the first time it reaches
   the same goal. If it never does, the ratio is a lower bound (``>``).
+- ``--recipes``: more recipes (``NAME[:field=value,...]``, as in fidelity.py),
+  each fitted for the short budgets only and judged against the first's goal;
+  the first recipe (``default`` unless named) sets the goal with its long fit.
+  ``--no-prototype`` leaves the prototype out (e.g. on a GPU, whose goals are
+  the default's alone).
 
     python benchmarks/time_to_fidelity.py -o bench-out            # about 70 minutes
+    python benchmarks/time_to_fidelity.py --budgets 2 5 --long 45 --no-prototype \
+        --recipes default default:batch_size=32 -o bench-out       # a GPU's few minutes
 """
 
 from __future__ import annotations
@@ -24,14 +31,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import cell, machine, machine_line, table, write_record
+from common import cell, machine, machine_line, recipe, table, write_record
 from onepair.audit_steps import copy_outputs, fidelity
 from onepair.demo import EXAMPLE, HELD_OUT
 from onepair.evaluate import model_input
 from onepair.fit import fit
 from onepair.metrics import psnr
 from onepair.pairs import Pair, baseline
-from onepair.presets import preset
 from onepair.samples import sample
 from onepair.targets import load_target
 
@@ -65,9 +71,9 @@ def held_out(target, channels: int, size: int, seed: int) -> dict:
 
 
 def run_fit(pair: Pair, name: str, seconds: float, seed: int, held: dict, watch_every: int = 0):
-    """One fit of preset ``name`` for ``seconds``; returns (held-out fidelity, metrics,
+    """One fit of recipe ``name`` for ``seconds``; returns (held-out fidelity, metrics,
     [(seconds, held-out PSNR)] measured at validations when ``watch_every``)."""
-    model, config = preset(name, pair.in_channels, pair.out_channels, pair.scale)
+    model, config = recipe(name, pair.in_channels, pair.out_channels, pair.scale)
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     if watch_every:
         config = replace(config, val_every=watch_every)
@@ -94,19 +100,34 @@ def measure(spec: str, args: argparse.Namespace) -> dict:
     pair = Pair.of(x, target(x))
     held = held_out(target, pair.in_channels, args.size, args.seed)
     floors = [psnr(b, y) for x, y in held.values() if (b := baseline(x, y)) is not None]
+    first, *others = args.recipes
     default = []
     for seconds in sorted(args.budgets) + [args.long]:
-        scores, metrics, _ = run_fit(pair, "default", seconds, args.seed, held)
+        scores, metrics, _ = run_fit(pair, first, seconds, args.seed, held)
         default.append({"budget_s": seconds, "steps": metrics["steps"], **scores})
-        print(f"  default {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
+        print(f"  {first} {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
+    variants = {}
+    for text in others:
+        variants[text] = []
+        for seconds in sorted(args.budgets):
+            scores, metrics, _ = run_fit(pair, text, seconds, args.seed, held)
+            variants[text].append({"budget_s": seconds, "steps": metrics["steps"], **scores})
+            print(f"  {text} {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
+    row = {
+        "target": spec,
+        "recipe": first,
+        "floor_psnr": sum(floors) / len(floors) if floors else None,
+        "default_fits": default,
+        "variants": variants,
+    }
+    if args.no_prototype:
+        return row
     scores, metrics, curve = run_fit(
         pair, "paper-prototype", args.long, args.seed, held, watch_every=args.prototype_every
     )
     print(f"  prototype {args.long:g} s: {scores['psnr']:.2f} dB", flush=True)
     return {
-        "target": spec,
-        "floor_psnr": sum(floors) / len(floors) if floors else None,
-        "default_fits": default,
+        **row,
         "prototype_final_psnr": scores["psnr"],
         "prototype_steps": metrics["steps"],
         "prototype_curve": [{"seconds": t, "psnr": p} for t, p in curve],
@@ -127,7 +148,21 @@ def derive(row: dict, long: float, within: float) -> dict:
     fits = row["default_fits"]
     short, long_fit = fits[:-1], fits[-1]
     goal = long_fit["psnr"] - within
-    default_s = next((f["budget_s"] for f in short if f["psnr"] >= goal), None)
+
+    def reached(runs: list[dict]) -> float | None:
+        return next((f["budget_s"] for f in runs if f["psnr"] >= goal), None)
+
+    default_s = reached(short)
+    derived = {
+        **row,
+        "long_psnr": long_fit["psnr"],
+        "goal_psnr": goal,
+        "default_s": default_s,
+        "default_text": f"{default_s:g}" if default_s else f"> {short[-1]['budget_s']:g}",
+        "variants_s": {text: reached(runs) for text, runs in row.get("variants", {}).items()},
+    }
+    if "prototype_curve" not in row:  # measured with --no-prototype
+        return derived
     curve = [(c["seconds"], c["psnr"]) for c in row["prototype_curve"]]
     final = row.get("prototype_final_psnr", row.get("prototype_best_psnr"))  # older records
     curve.append((long, final))
@@ -137,11 +172,7 @@ def derive(row: dict, long: float, within: float) -> dict:
     proto_to_p = next(t for t, p in curve if p >= p_proto)
     default_to_p = next((f["budget_s"] for f in fits if f["psnr"] >= p_proto), None)
     return {
-        **row,
-        "long_psnr": long_fit["psnr"],
-        "goal_psnr": goal,
-        "default_s": default_s,
-        "default_text": f"{default_s:g}" if default_s else f"> {short[-1]['budget_s']:g}",
+        **derived,
         "prototype_s": prototype_s,
         "ratio": ratio,
         "ratio_text": None if ratio is None else f"{'' if prototype_s else '> '}{ratio:.0f}",
@@ -155,6 +186,13 @@ def derive(row: dict, long: float, within: float) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["default"],
+        help="NAME[:field=value,...]; the first sets the goal with its --long fit",
+    )
+    parser.add_argument("--no-prototype", action="store_true", help="leave the prototype out")
     parser.add_argument("--budgets", type=float, nargs="+", default=[2, 5, 10, 20, 30, 45, 60])
     parser.add_argument("--long", type=float, default=600.0, help="the reference fit's budget")
     parser.add_argument("--within", type=float, default=0.5, help="dB below the long fit")
@@ -181,14 +219,23 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"time to fidelity: {spec}", flush=True)
         rows.append(derive(measure(spec, args), args.long, args.within))
         r = rows[-1]
+        last = max(args.budgets)
+        others = ", ".join(
+            f"{t} {f'{v:g}' if v else f'> {last:g}'} s" for t, v in r["variants_s"].items()
+        )
         print(
-            f"  goal {r['goal_psnr']:.2f} dB: default {r['default_text']} s, prototype "
-            f"{cell(r['prototype_s'])} s (- = not within {args.long:g} s), ratio "
-            f"{r['ratio_text'] or '-'}; at the prototype's best {r['p_proto']:.2f} dB: "
-            f"default {cell(r['default_to_p_proto_s'])} s, prototype "
-            f"{r['prototype_to_p_proto_s']:.0f} s",
+            f"  goal {r['goal_psnr']:.2f} dB: {r['recipe']} {r['default_text']} s"
+            + (f", {others}" if others else ""),
             flush=True,
         )
+        if "prototype_s" in r:
+            print(
+                f"  prototype {cell(r['prototype_s'])} s (- = not within {args.long:g} s), "
+                f"ratio {r['ratio_text'] or '-'}; at the prototype's best {r['p_proto']:.2f} "
+                f"dB: default {cell(r['default_to_p_proto_s'])} s, prototype "
+                f"{r['prototype_to_p_proto_s']:.0f} s",
+                flush=True,
+            )
     record = {
         "benchmark": "time_to_fidelity",
         "machine": info,
