@@ -35,11 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine, machine_line, table, write_record
+from common import machine, machine_line, recipe, table, write_record
 from onepair.fit import resolve_device
 from onepair.imitator import Imitator
 from onepair.models import build
-from onepair.presets import preset
 
 COLUMNS = [
     "preset",
@@ -94,11 +93,14 @@ def write_input(path: Path, size: int) -> None:
 
 def child(args: argparse.Namespace) -> dict:
     """Measure one (preset, mode, size) in this process; printed as one JSON line."""
+    from onepair import tiling
     from onepair.stream import apply_tiff
 
     size, tile = args.child, args.tile or None
+    if args.host_tiles:  # the A/B switch: tiles copied from the host even on a GPU
+        tiling._fits_on = lambda *_: False
     baseline = peak_rss_bytes()
-    model, _ = preset(args.preset, 3, 3, 1)
+    model, _ = recipe(args.preset, 3, 3, 1)
     network = build(model, 3, 3, 1)
     with torch.no_grad():  # untrained but not zero: outputs that compress like real ones
         torch.manual_seed(0)
@@ -144,6 +146,13 @@ def child(args: argparse.Namespace) -> dict:
         "delta_mb": (peak - baseline) / 1e6,
         "below_2gb": peak < GOAL_BYTES,
         "device": str(imitator.device),
+        "held_on_device": args.mode == "memory"
+        and tiling._fits_on(
+            imitator.device, imitator.network, np.empty((size, size, 3), np.float32), 0
+        ),
+        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 1e6
+        if imitator.device.type == "cuda"
+        else None,
         "torch_threads": torch.get_num_threads(),
         "num_params": imitator.network.num_params(),
     }
@@ -174,6 +183,8 @@ def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dic
         command += ["--input", str(path)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.host_tiles:
+        command += ["--host-tiles"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
@@ -206,8 +217,18 @@ def main(argv: list[str] | None = None) -> dict:
         "--repeats", type=int, default=3, help="timed applies; the best counts, the first is kept"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--host-tiles",
+        action="store_true",
+        help="copy each tile from the host even where the image fits on the GPU",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--recipe",
+        default="default",
+        help="the imitator measured: a preset, optionally with fields changed (default:depth=3)",
+    )
     parser.add_argument("--preset", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -225,7 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="onepair-apply-") as folder:
         cases = [(args.baseline, "memory", min(args.sizes))] if args.baseline else []
         cases += [
-            ("default", mode, size)
+            (args.recipe, mode, size)
             for size in args.sizes
             for mode in args.modes
             if mode == "stream" or size <= args.memory_max

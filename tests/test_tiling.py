@@ -8,7 +8,7 @@ import torch
 
 from onepair.images import from_tensor, to_tensor
 from onepair.models import PlainConfig, Skip, UNetConfig, build
-from onepair.tiling import apply_network
+from onepair.tiling import apply_network, apply_on_device
 
 
 def randomised(config, cin, cout, scale):
@@ -47,6 +47,9 @@ def test_tiled_equals_whole(config, cin, cout, scale, size, tile, rng):
     assert tiled.shape == (size[0] * scale, size[1] * scale, cout)
     np.testing.assert_allclose(tiled, whole(network, image), atol=1e-5, rtol=0)
     np.testing.assert_allclose(apply_network(network, image, tile=None), tiled, atol=1e-5, rtol=0)
+    if min(size) > network.receptive_field().margin:  # as a GPU runs it, the image held there
+        held = apply_on_device(network, image, tile, torch.device("cpu"))
+        np.testing.assert_allclose(held, tiled, atol=1e-5, rtol=0)
 
 
 def test_tiny_images_smaller_than_the_receptive_field():
@@ -70,3 +73,17 @@ def test_progress_is_reported_once_per_tile():
     apply_network(network, image, tile=32, on_tile=lambda done, total: calls.append((done, total)))
     total = calls[-1][1]
     assert calls == [(i + 1, total) for i in range(total)] and total > 4
+    held = []
+    apply_on_device(network, image, 32, torch.device("cpu"), lambda d, t: held.append((d, t)))
+    assert held == calls
+
+
+def test_the_image_stays_on_the_host_off_cuda_and_where_padding_cannot_reflect():
+    from onepair.tiling import _fits_on
+
+    network = randomised(UNetConfig(depth=2, width=4), 1, 1, 1)
+    margin = network.receptive_field().margin
+    image = np.zeros((100, 60, 1), np.float32)
+    assert not _fits_on(torch.device("cpu"), network, image, margin)
+    tiny = np.zeros((margin, 60, 1), np.float32)
+    assert not _fits_on(torch.device("cuda"), network, tiny, margin)  # no CUDA call needed

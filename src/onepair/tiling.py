@@ -13,9 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from onepair.images import as_image, from_tensor
 from onepair.models import Network
@@ -43,7 +45,9 @@ def apply_network(
     ``tile`` is the side of the square input tiles (rounded up so that each
     keeps some centre; ``None`` runs the whole image at once). Peak memory is
     the image, its output and one tile's activations. ``on_tile(done, total)``
-    is called after each tile, for progress displays.
+    is called after each tile, for progress displays. On a CUDA device with room
+    for the image, its padded copy and its output, all three stay on the device
+    (:func:`apply_on_device`): one copy there and one back instead of two per tile.
     """
     image = as_image(image)
     if image.shape[2] != network.in_channels:
@@ -52,15 +56,56 @@ def apply_network(
             f" (image is {'x'.join(map(str, image.shape))})"
         )
     margin = network.receptive_field().margin
+    h, w, _ = image.shape
+    if _fits_on(torch.device(device), network, image, margin):
+        return apply_on_device(network, image, tile, torch.device(device), on_tile)
     padded = (
         np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
         if margin
         else image
     )
-    h, w, _ = image.shape
     out = np.empty((network.scale * h, network.scale * w, network.out_channels), np.float32)
     apply_padded(network, padded, margin, out, tile, device, on_tile)
     return out
+
+
+@torch.inference_mode()
+def apply_on_device(
+    network: Network,
+    image: np.ndarray,
+    tile: int | None,
+    device: torch.device,
+    on_tile: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """:func:`apply_network` with the image, its reflect-padded copy and the output held
+    on ``device``; the same tiles, so the same result. Needs every side of the image
+    longer than the network's margin (reflection, as torch pads, does not repeat)."""
+    margin = network.receptive_field().margin
+    h, w, _ = image.shape
+    s = network.scale
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None]
+    if margin:
+        x = F.pad(x, (margin, margin, margin, margin), mode="reflect")
+    out = torch.empty((s * h, s * w, network.out_channels), dtype=torch.float32, device=device)
+    tiles = _tiles(network, h + 2 * margin, w + 2 * margin, margin, tile)
+    for index, t in enumerate(tiles):
+        piece = x[:, :, t.source[0], t.source[1]].contiguous(memory_format=torch.channels_last)
+        out[t.target] = network(piece)[0].permute(1, 2, 0)[t.kept].float()
+        if on_tile is not None:
+            on_tile(index + 1, len(tiles))
+    return out.cpu().numpy()
+
+
+def _fits_on(device: torch.device, network: Network, image: np.ndarray, margin: int) -> bool:
+    """Whether :func:`apply_on_device` should run: a CUDA device with free memory for
+    twice the image, its padded copy and its output, and sides the padding can reflect."""
+    if device.type != "cuda" or min(image.shape[:2]) <= margin:
+        return False
+    h, w, c = image.shape
+    s, cout = network.scale, network.out_channels
+    needed = 4 * (h * w * c + (h + 2 * margin) * (w + 2 * margin) * c + s * s * h * w * cout)
+    free, _ = torch.cuda.mem_get_info(device)
+    return 2 * needed < free
 
 
 @torch.inference_mode()
@@ -78,36 +123,59 @@ def apply_padded(
     an image's borders; real pixels where it is a band of a larger image, as in
     :mod:`onepair.stream`). Tile origins are aligned to the network's down-sampling
     factor relative to ``padded``'s corner."""
+    tiles = _tiles(network, padded.shape[0], padded.shape[1], margin, tile)
+    for index, t in enumerate(tiles):
+        # (H, W, C) memory is (1, C, H, W) channels-last: one copy, no transpose
+        x = torch.from_numpy(np.ascontiguousarray(padded[t.source]))
+        x = x.permute(2, 0, 1)[None].to(device)
+        out[t.target] = from_tensor(network(x))[t.kept]  # (s*th, s*tw, Cout) -> its centre
+        if on_tile is not None:
+            on_tile(index + 1, len(tiles))
+
+
+class Tile(NamedTuple):
+    """One tile: its rows and columns of the padded input, where its kept centre goes
+    in the output, and where that centre lies in the tile's own output."""
+
+    source: tuple[slice, slice]
+    target: tuple[slice, slice]
+    kept: tuple[slice, slice]
+
+
+def _tiles(network: Network, ph: int, pw: int, margin: int, tile: int | None) -> list[Tile]:
+    """The tiles covering a (ph, pw) input padded by ``margin``: each keeps the pixels
+    that see their whole receptive field within it, and together they keep each
+    output pixel once."""
     s, mult = network.scale, network.multiple
     overlap = _round_up(margin, mult)
-    ph, pw = padded.shape[:2]
     h, w = ph - 2 * margin, pw - 2 * margin
     if tile is None:
         size_h, size_w = ph, pw
     else:
         largest = max(_round_up(tile, mult), 2 * overlap + mult)
         size_h, size_w = (_even(n, largest, overlap, math.lcm(mult, TILE_ALIGN)) for n in (ph, pw))
-    rows, cols = _starts(ph, size_h, overlap), _starts(pw, size_w, overlap)
-    for index, (top, left) in enumerate(itertools.product(rows, cols)):
+    tiles = []
+    for top, left in itertools.product(_starts(ph, size_h, overlap), _starts(pw, size_w, overlap)):
         keep_top = margin if top == 0 else top + overlap
         bottom = min(top + size_h, ph)
         keep_bottom = margin + h if bottom == ph else bottom - overlap
         keep_left = margin if left == 0 else left + overlap
         right = min(left + size_w, pw)
         keep_right = margin + w if right == pw else right - overlap
-        # (H, W, C) memory is (1, C, H, W) channels-last: one copy, no transpose
-        x = torch.from_numpy(np.ascontiguousarray(padded[top:bottom, left:right]))
-        x = x.permute(2, 0, 1)[None].to(device)
-        y = from_tensor(network(x))  # (s*th, s*tw, Cout)
-        out[
-            s * (keep_top - margin) : s * (keep_bottom - margin),
-            s * (keep_left - margin) : s * (keep_right - margin),
-        ] = y[
-            s * (keep_top - top) : s * (keep_bottom - top),
-            s * (keep_left - left) : s * (keep_right - left),
-        ]
-        if on_tile is not None:
-            on_tile(index + 1, len(rows) * len(cols))
+        tiles.append(
+            Tile(
+                (slice(top, bottom), slice(left, right)),
+                (
+                    slice(s * (keep_top - margin), s * (keep_bottom - margin)),
+                    slice(s * (keep_left - margin), s * (keep_right - margin)),
+                ),
+                (
+                    slice(s * (keep_top - top), s * (keep_bottom - top)),
+                    slice(s * (keep_left - left), s * (keep_right - left)),
+                ),
+            )
+        )
+    return tiles
 
 
 def _even(length: int, largest: int, overlap: int, multiple: int) -> int:
