@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 from typer.testing import CliRunner
@@ -184,3 +185,15 @@ def test_fit_takes_the_activation_and_the_held_out_block_side(tmp_path, photo):
     assert config["model"]["activation"] == "relu" and config["fit"]["holdout_block"] == 8
     wrong = invoke("fit", x, y, "-o", tmp_path / "bad", *TINY, "--activation", "tanh")
     assert wrong.exit_code != 0 and "activation is 'tanh'; expected one of" in wrong.output
+
+
+def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():
+    from onepair.presets import PRESETS, preset_for
+
+    assert preset_for("auto", "cpu") == "default"
+    assert preset_for("auto", "cuda") == preset_for("auto", "cuda:1") == "default-gpu"
+    assert preset_for("first-default", "cuda") == "first-default"
+    gpu_model, gpu_fit = PRESETS["default-gpu"]
+    model, fit = PRESETS["default"]
+    assert gpu_model == model and gpu_fit.batch_size == 64
+    assert replace(gpu_fit, batch_size=fit.batch_size) == fit  # nothing else differs

@@ -42,7 +42,11 @@ def fit_command(
         show_default=False,
     ),
     out_dir: Path = typer.Option(..., "-o", "--out", help="run folder to write"),
-    preset: str = typer.Option("default", help="recipe: default | first-default | paper-prototype"),
+    preset: str = typer.Option(
+        "auto",
+        help="recipe: auto (default-gpu on a CUDA device, else default) | default | "
+        "default-gpu | first-default | paper-prototype",
+    ),
     architecture: str | None = typer.Option(
         None, help="unet | plain | attention (overrides the preset)"
     ),
@@ -93,13 +97,15 @@ def fit_command(
     from onepair.models import ARCHITECTURES
     from onepair.pairs import Pair
     from onepair.presets import preset as get_preset
+    from onepair.presets import preset_for
     from onepair.samples import read
 
     given = {k: v for k, v in locals().items() if v is not None}
     try:
         pairs = [Pair.of(read(str(x)), read(str(y))) for x, y in _example_files(examples)]
         pair = pairs[0]
-        model, config = get_preset(preset, pair.in_channels, pair.out_channels, pair.scale)
+        name = preset_for(preset, device or "auto")
+        model, config = get_preset(name, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
                 _fail(
