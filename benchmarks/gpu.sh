@@ -5,7 +5,7 @@
 #   2. time to fidelity of the default fit (1, 2, 5 s against a 40 s fit) on the
 #      three targets of benchmarks/time_to_fidelity.py, with batches of 16 and 64 beside it;
 #   3. MAXIM sigma 25 from a 256 x 256 example: four recipes side by side on the one
-#      GPU (each slowed by the others), 135 s each, from cached target outputs.
+#      GPU (each slowed by the others), 120 s each, from cached target outputs.
 # Run from the repository root; records and logs go to $DEST (default bench-out/gpu).
 # ONEPAIR_HOME must hold the denoiser teacher, FIDELITY_CACHE the MAXIM outputs.
 set -u
@@ -35,7 +35,7 @@ phase apply 130 bash -c "
   $py benchmarks/apply_speed.py --device cuda --sizes 8192 --memory-max 8192 --modes memory \
       --tile 512 --baseline '' --host-tiles -o $DEST/apply-host"
 
-phase ttf 240 $py benchmarks/time_to_fidelity.py --budgets 1 2 5 --long 40 --no-prototype \
+phase ttf 300 $py benchmarks/time_to_fidelity.py --budgets 1 2 5 --long 40 --no-prototype \
     --recipes default default:batch_size=16 default:batch_size=64 -o "$DEST/ttf"
 
 echo "=== maxim ($(date +%T))"
@@ -45,8 +45,8 @@ for r in default:augment=all,batch_size=16 \
     default:depth=4,width=32,augment=auto,batch_size=16,crop=96 \
     default:depth=3,width=32,convs_per_level=2,augment=auto,batch_size=16,crop=96; do
     n=$((n + 1))
-    timeout 165 $py benchmarks/fidelity.py --targets "noise:sigma=25|maxim" --recipes "$r" \
-        --budgets 135 --seeds 0 --sizes 256 --cache "$cache" -o "$DEST/maxim$n" \
+    timeout 150 $py benchmarks/fidelity.py --targets "noise:sigma=25|maxim" --recipes "$r" \
+        --budgets 120 --seeds 0 --sizes 256 --cache "$cache" -o "$DEST/maxim$n" \
         >"$DEST/maxim$n.log" 2>&1 &
 done
 wait

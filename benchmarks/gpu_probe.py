@@ -129,6 +129,7 @@ def fit_part(seconds: float) -> list[dict]:
     x = target.degrade(sample(EXAMPLE, 256), 0)
     pair = Pair.of(x, target(x))
     held = ttf.held_out(target, pair.in_channels, 256, 0)
+    ttf.warm_up()
     variants = [
         ("default", {}),
         ("default:batch_size=64", {}),

@@ -193,7 +193,61 @@ def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():
     assert preset_for("auto", "cpu") == "default"
     assert preset_for("auto", "cuda") == preset_for("auto", "cuda:1") == "default-gpu"
     assert preset_for("first-default", "cuda") == "first-default"
+    # resuming: the interrupted fit's batch size decides, on any device
+    assert preset_for("auto", "cuda", {"batch_size": 4}) == "default"
+    assert preset_for("auto", "cpu", {"batch_size": 64}) == "default-gpu"
+    assert preset_for("auto", "cpu", {"batch_size": 8}) == "default"  # neither: the device
     gpu_model, gpu_fit = PRESETS["default-gpu"]
     model, fit = PRESETS["default"]
     assert gpu_model == model and gpu_fit.batch_size == 64
     assert replace(gpu_fit, batch_size=fit.batch_size) == fit  # nothing else differs
+
+
+def test_a_fit_started_with_batches_of_64_resumes_with_them_under_the_auto_preset(tmp_path):
+    """A fit begun on a GPU (default-gpu) and resumed on this CPU keeps its batch size."""
+    import torch
+
+    from onepair import checkpoint
+    from onepair.presets import preset
+
+    made = invoke(
+        "query",
+        "gaussian-blur:sigma=1",
+        "builtin:astronaut",
+        "--size",
+        "64",
+        "-o",
+        tmp_path / "pair",
+    )
+    assert made.exit_code == 0, made.output
+    pair = [tmp_path / "pair" / "input.png", tmp_path / "pair" / "output.png"]
+    run = tmp_path / "run"
+    flags = ["--steps", "20", "--crop", "16", "--quiet", "--device", "cpu"]
+    started = invoke("fit", *pair, "-o", run, "--preset", "default-gpu", *flags)
+    assert started.exit_code == 0, started.output
+    # an interruption at step 10: the checkpoint of a default-gpu fit, no weights yet
+    imitator = Imitator.load(run)
+    (run / "weights.safetensors").unlink()
+    model, config = preset("default-gpu", 3, 3, 1)
+    config = replace(config, steps=20, crop=16, device="cpu")
+    optimizer = torch.optim.Adam(imitator.network.parameters())
+    state = checkpoint.State(step=10)
+    checkpoint.save(run, imitator.network, optimizer, torch.Generator(), model, config, state)
+    resumed = invoke("fit", *pair, "-o", run, "--resume", *flags)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((run / "config.json").read_text())["fit"]["batch_size"] == 64
+    # where the batch size matches neither auto choice, the device decides, and the
+    # refusal names --preset
+    checkpoint.save(
+        run,
+        imitator.network,
+        optimizer,
+        torch.Generator(),
+        model,
+        replace(config, batch_size=8),
+        state,
+    )
+    (run / "weights.safetensors").unlink()
+    refused = invoke("fit", *pair, "-o", run, "--resume", *flags)
+    assert refused.exit_code == 2 and "fit.batch_size" in refused.output
+    assert "--preset" in refused.output

@@ -424,3 +424,20 @@ def test_fit_refuses_a_full_disk_before_training(tmp_path, monkeypatch, photo):
             out_dir=tmp_path / "run",
             show_progress=False,
         )
+
+
+def test_a_resumed_optimizer_runs_its_update_as_this_device_does(tmp_path):
+    """A checkpoint keeps Adam's moments, not how the saving device ran the update."""
+    network = torch.nn.Conv2d(1, 2, 3)
+    saving = torch.optim.Adam(network.parameters(), foreach=True)
+    network(torch.rand(1, 1, 5, 5)).sum().backward()
+    saving.step()
+    generator = torch.Generator().manual_seed(0)
+    state = checkpoint.State(step=1)
+    checkpoint.save(tmp_path, network, saving, generator, TINY_MODEL, TINY_FIT, state)
+    resuming = torch.optim.Adam(network.parameters(), foreach=False)
+    checkpoint.load(tmp_path, network, resuming, generator, TINY_MODEL, TINY_FIT)
+    group = resuming.param_groups[0]
+    assert group["foreach"] is False and group["fused"] is None
+    moments = resuming.state[network.weight]["exp_avg"]
+    torch.testing.assert_close(moments, saving.state[network.weight]["exp_avg"])

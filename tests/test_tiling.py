@@ -84,6 +84,39 @@ def test_the_image_stays_on_the_host_off_cuda_and_where_padding_cannot_reflect()
     network = randomised(UNetConfig(depth=2, width=4), 1, 1, 1)
     margin = network.receptive_field().margin
     image = np.zeros((100, 60, 1), np.float32)
-    assert not _fits_on(torch.device("cpu"), network, image, margin)
+    assert not _fits_on(torch.device("cpu"), network, image, margin, 512)
     tiny = np.zeros((margin, 60, 1), np.float32)
-    assert not _fits_on(torch.device("cuda"), network, tiny, margin)  # no CUDA call needed
+    assert not _fits_on(torch.device("cuda"), network, tiny, margin, 512)  # no CUDA call
+
+
+@pytest.mark.parametrize("tile", [None, 128])
+def test_held_on_the_device_with_the_fft_linear_path(tile, rng, monkeypatch):
+    from onepair import tiling
+
+    network = randomised(UNetConfig(), 3, 3, 1)  # the default: 15 x 15 linear path
+    image = rng.random((200, 150, 3)).astype(np.float32)  # tiles >= 96 px: the FFT runs
+    host = apply_network(network, image, tile=tile)
+    held = []
+    monkeypatch.setattr(tiling, "_fits_on", lambda *_: True)  # as on a GPU with room
+    monkeypatch.setattr(
+        tiling,
+        "apply_on_device",
+        lambda *a, **k: held.append(1) or apply_on_device(*a, **k),
+    )
+    np.testing.assert_allclose(apply_network(network, image, tile=tile), host, atol=1e-5)
+    assert held == [1]
+
+
+def test_out_of_device_memory_falls_back_to_tiles_from_the_host(rng, monkeypatch):
+    from onepair import tiling
+
+    def short_of_memory(*_args, **_kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    network = randomised(UNetConfig(depth=2, width=4), 1, 1, 1)
+    image = rng.random((70, 50, 1)).astype(np.float32)
+    expected = apply_network(network, image, tile=32)
+    monkeypatch.setattr(tiling, "_fits_on", lambda *_: True)
+    monkeypatch.setattr(tiling, "apply_on_device", short_of_memory)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # no CUDA here
+    np.testing.assert_allclose(apply_network(network, image, tile=32), expected, atol=1e-6)

@@ -290,6 +290,12 @@ def save(
     write_verified(out, tensors, meta)
 
 
+def saved_settings(out: Path) -> dict[str, dict[str, Any]] | None:
+    """The model and fit settings of the interrupted fit in ``out``; ``None`` if none."""
+    found = read_verified(out)
+    return found[0].get("settings") if found is not None else None
+
+
 def load(
     out: Path,
     network: torch.nn.Module,
@@ -317,7 +323,7 @@ def load(
         ]
         raise ValueError(
             f"cannot resume {out}: settings differ from the interrupted fit in "
-            f"{sorted(diff)}; use the same settings or a new folder"
+            f"{sorted(diff)}; use the same settings (and --preset) or a new folder"
         )
     device = next(network.parameters()).device
     network.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -327,7 +333,12 @@ def load(
         if key.startswith("opt."):
             _, index, name = key.split(".", 2)
             opt_state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    # how the update runs (one fused kernel, or not) is this device's choice, not the saved one's
+    groups = [
+        {**saved, **{k: now[k] for k in ("fused", "foreach") if k in now}}
+        for saved, now in zip(meta["param_groups"], optimizer.param_groups, strict=True)
+    ]
+    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     generator.set_state(tensors["generator"])
     s = meta["state"]
     return State(

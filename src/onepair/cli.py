@@ -93,6 +93,7 @@ def fit_command(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Fit an imitator to one INPUT OUTPUT pair (or several); writes the run folder to --out."""
+    from onepair import checkpoint
     from onepair.fit import fit
     from onepair.models import ARCHITECTURES
     from onepair.pairs import Pair
@@ -104,7 +105,8 @@ def fit_command(
     try:
         pairs = [Pair.of(read(str(x)), read(str(y))) for x, y in _example_files(examples)]
         pair = pairs[0]
-        name = preset_for(preset, device or "auto")
+        saved = checkpoint.saved_settings(out_dir) if resume and out_dir.is_dir() else None
+        name = preset_for(preset, device or "auto", saved["fit"] if saved else None)
         model, config = get_preset(name, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:

@@ -20,11 +20,11 @@ import numpy as np
 
 from onepair import atomic
 from onepair.evaluate import Evaluation, evaluate
-from onepair.fit import fit
+from onepair.fit import FitConfig, fit
 from onepair.images import save_image
 from onepair.imitator import Imitator
 from onepair.pairs import Pair
-from onepair.presets import preset
+from onepair.presets import preset, preset_for
 from onepair.samples import sample
 from onepair.targets import load_target
 
@@ -70,7 +70,8 @@ def attack(
     target = load_target(spec)
     x = target.degrade(sample(EXAMPLE, size), seed)
     pair = Pair.of(x, target(x))
-    model, config = preset("default", pair.in_channels, pair.out_channels, pair.scale)
+    name = preset_for("auto", FitConfig.device)  # default-gpu on a CUDA device
+    model, config = preset(name, pair.in_channels, pair.out_channels, pair.scale)
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     imitator = fit(pair, model, config, out_dir=out_dir, show_progress=show_progress)
     held_out = [sample(name, size) for name in HELD_OUT]

@@ -101,4 +101,9 @@ def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA if available, else CPU; anything else as torch names it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"device is {device!r}; expected auto, cpu, cuda or cuda:N (as torch names devices)"
+        ) from None

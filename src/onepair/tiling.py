@@ -26,6 +26,10 @@ from onepair.models import Network
 # oneDNN's convolutions run 2-2.5x slower on some other widths, e.g. 358 or 362 (whose
 # half is prime) against 360 (docs/PERFORMANCE.md).
 TILE_ALIGN = 16
+# Float32 values per pixel of a tile that a network's forward pass may hold at once
+# (its activations, the linear path's FFT buffers): a generous figure, for the check
+# that an image fits on a GPU (``_fits_on``).
+TILE_FLOATS = 128
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -57,8 +61,11 @@ def apply_network(
         )
     margin = network.receptive_field().margin
     h, w, _ = image.shape
-    if _fits_on(torch.device(device), network, image, margin):
-        return apply_on_device(network, image, tile, torch.device(device), on_tile)
+    if _fits_on(torch.device(device), network, image, margin, tile):
+        try:
+            return apply_on_device(network, image, tile, torch.device(device), on_tile)
+        except torch.cuda.OutOfMemoryError:  # the estimate was short: tiles from the host
+            torch.cuda.empty_cache()
     padded = (
         np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
         if margin
@@ -96,16 +103,23 @@ def apply_on_device(
     return out.cpu().numpy()
 
 
-def _fits_on(device: torch.device, network: Network, image: np.ndarray, margin: int) -> bool:
-    """Whether :func:`apply_on_device` should run: a CUDA device with free memory for
-    twice the image, its padded copy and its output, and sides the padding can reflect."""
+def _fits_on(
+    device: torch.device, network: Network, image: np.ndarray, margin: int, tile: int | None
+) -> bool:
+    """Whether :func:`apply_on_device` should run: a CUDA device with free memory (its
+    own, and what torch holds unused) for twice the image, its padded copy, its output
+    and a tile's working memory, and sides the padding can reflect."""
     if device.type != "cuda" or min(image.shape[:2]) <= margin:
         return False
     h, w, c = image.shape
     s, cout = network.scale, network.out_channels
-    needed = 4 * (h * w * c + (h + 2 * margin) * (w + 2 * margin) * c + s * s * h * w * cout)
+    ph, pw = h + 2 * margin, w + 2 * margin
+    held = h * w * c + ph * pw * c + s * s * h * w * cout
+    side = ph * pw if tile is None else min(tile + 2 * margin, ph) * min(tile + 2 * margin, pw)
+    working = TILE_FLOATS * side * s * s  # activations, FFT buffers: a rough upper figure
     free, _ = torch.cuda.mem_get_info(device)
-    return 2 * needed < free
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return 4 * (2 * held + working) < free
 
 
 @torch.inference_mode()
