@@ -251,3 +251,11 @@ def test_a_fit_started_with_batches_of_64_resumes_with_them_under_the_auto_prese
     refused = invoke("fit", *pair, "-o", run, "--resume", *flags)
     assert refused.exit_code == 2 and "fit.batch_size" in refused.output
     assert "--preset" in refused.output
+
+
+def test_an_unknown_device_is_named_in_the_error(tmp_path):
+    save_image(tmp_path / "a.png", np.zeros((40, 40, 3), np.float32))
+    bad = invoke(
+        "fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r", "--device", "gpu"
+    )
+    assert bad.exit_code == 2 and "device is 'gpu'" in bad.output
