@@ -358,4 +358,8 @@ from onepair import cli_audit, cli_science, cli_study, cli_zoo  # noqa: E402, F4
 __all__ = ["app", "main"]
 
 if __name__ == "__main__":
-    main()
+    # `python -m onepair.cli` runs this file as __main__, a second copy of the module: the
+    # commands in their own modules registered themselves on onepair.cli's app, so run that
+    from onepair.cli import main as installed_main
+
+    installed_main()
