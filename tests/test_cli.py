@@ -259,3 +259,17 @@ def test_an_unknown_device_is_named_in_the_error(tmp_path):
         "fit", tmp_path / "a.png", tmp_path / "a.png", "-o", tmp_path / "r", "--device", "gpu"
     )
     assert bad.exit_code == 2 and "device is 'gpu'" in bad.output
+
+
+def test_every_command_is_there_under_python_m():
+    """`python -m onepair.cli` runs the module as __main__; commands defined in their own
+    modules must still be found."""
+    import subprocess
+    import sys
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "onepair.cli", "--help"], capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    for command in ("fit", "apply", "audit", "erf", "study", "zoo"):
+        assert f" {command} " in shown.stdout, command
