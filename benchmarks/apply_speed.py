@@ -108,7 +108,7 @@ def child(args: argparse.Namespace) -> dict:
 
     tiling.apply_on_device = counted
     baseline = peak_rss_bytes()
-    model, _ = recipe(args.preset, 3, 3, 1)
+    model, _ = recipe(args.recipe, 3, 3, 1)
     network = build(model, 3, 3, 1)
     with torch.no_grad():  # untrained but not zero: outputs that compress like real ones
         torch.manual_seed(0)
@@ -141,7 +141,7 @@ def child(args: argparse.Namespace) -> dict:
     peak = peak_rss_bytes()
     best = min(times)
     return {
-        "preset": args.preset,
+        "preset": args.recipe,
         "mode": args.mode,
         "size": size,
         "tile": tile,
@@ -170,7 +170,7 @@ def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dic
         __file__,
         "--child",
         str(size),
-        "--preset",
+        "--recipe",
         preset_name,
         "--mode",
         mode,
@@ -234,7 +234,6 @@ def main(argv: list[str] | None = None) -> dict:
         default="default",
         help="the imitator measured: a preset, optionally with fields changed (default:depth=3)",
     )
-    parser.add_argument("--preset", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="memory", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("-o", "--out", default="bench-out", help="folder for apply_speed.json")
@@ -272,9 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": info,
         "settings": {
             "goals": "default >= 5 Mpx/s; 8192x8192 RGB (streamed) peaks below 2 GB",
-            **{
-                k: v for k, v in vars(args).items() if k not in ("child", "preset", "mode", "input")
-            },
+            **{k: v for k, v in vars(args).items() if k not in ("child", "mode", "input")},
         },
         "rows": rows,
     }

@@ -27,13 +27,9 @@ import torch
 
 import time_to_fidelity as ttf
 from common import machine, machine_line, recipe, table, write_record
-from onepair.demo import EXAMPLE
 from onepair.imitator import Imitator
 from onepair.models import build
 from onepair.models import linear as linear_module
-from onepair.pairs import Pair
-from onepair.samples import sample
-from onepair.targets import load_target
 from onepair.tiling import apply_network
 
 fitting = importlib.import_module("onepair.fit")  # the module (onepair.fit is also a function)
@@ -125,10 +121,7 @@ def apply_part() -> list[dict]:
 
 
 def fit_part(seconds: float) -> list[dict]:
-    target = load_target("noise:sigma=25|teacher-denoiser")
-    x = target.degrade(sample(EXAMPLE, 256), 0)
-    pair = Pair.of(x, target(x))
-    held = ttf.held_out(target, pair.in_channels, 256, 0)
+    pair, held = ttf.example("noise:sigma=25|teacher-denoiser", 256, 0)
     ttf.warm_up()
     variants = [
         ("default", {}),
@@ -160,10 +153,7 @@ def fit_part(seconds: float) -> list[dict]:
     # the likely GPU recipe on two targets at three budgets
     best = "default:batch_size=64,lr=0.004,val_every=200"
     for spec in ("noise:sigma=25|tv-denoise:weight=0.1", "noise:sigma=25|teacher-denoiser"):
-        target = load_target(spec)
-        x = target.degrade(sample(EXAMPLE, 256), 0)
-        one = Pair.of(x, target(x))
-        targets_held = ttf.held_out(target, one.in_channels, 256, 0)
+        one, targets_held = ttf.example(spec, 256, 0)
         for budget in (2.0, 5.0, 10.0):
             with settings(benchmark=True, fused=True):
                 scores, metrics, _ = ttf.run_fit(one, best, budget, 0, targets_held)

@@ -105,25 +105,29 @@ def warm_up() -> None:
     fit(Pair.of(x, x), model, replace(config, steps=1), show_progress=False)
 
 
-def measure(spec: str, args: argparse.Namespace) -> dict:
+def example(spec: str, size: int, seed: int) -> tuple[Pair, dict]:
+    """The pair (the demo's example, central ``size`` crop) and the held-out photographs."""
     target = load_target(spec)
-    x = target.degrade(sample(EXAMPLE, args.size), args.seed)
+    x = target.degrade(sample(EXAMPLE, size), seed)
     pair = Pair.of(x, target(x))
-    held = held_out(target, pair.in_channels, args.size, args.seed)
+    return pair, held_out(target, pair.in_channels, size, seed)
+
+
+def measure(spec: str, args: argparse.Namespace) -> dict:
+    pair, held = example(spec, args.size, args.seed)
     floors = [psnr(b, y) for x, y in held.values() if (b := baseline(x, y)) is not None]
-    first, *others = args.recipes
-    default = []
-    for seconds in sorted(args.budgets) + [args.long]:
-        scores, metrics, _ = run_fit(pair, first, seconds, args.seed, held)
-        default.append({"budget_s": seconds, "steps": metrics["steps"], **scores})
-        print(f"  {first} {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
-    variants = {}
-    for text in others:
-        variants[text] = []
-        for seconds in sorted(args.budgets):
+
+    def fits(text: str, budgets: list[float]) -> list[dict]:
+        runs = []
+        for seconds in budgets:
             scores, metrics, _ = run_fit(pair, text, seconds, args.seed, held)
-            variants[text].append({"budget_s": seconds, "steps": metrics["steps"], **scores})
+            runs.append({"budget_s": seconds, "steps": metrics["steps"], **scores})
             print(f"  {text} {seconds:g} s: {scores['psnr']:.2f} dB", flush=True)
+        return runs
+
+    first, *others = args.recipes
+    default = fits(first, sorted(args.budgets) + [args.long])
+    variants = {text: fits(text, sorted(args.budgets)) for text in others}
     row = {
         "target": spec,
         "recipe": first,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from onepair.fit import FitConfig, Schedule
+from onepair.fit import FitConfig, Schedule, resolve_device
 from onepair.models import ModelConfig, PlainConfig, Skip, UNetConfig
 
 PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
@@ -44,8 +44,6 @@ def preset_for(name: str, device: str, saved: dict | None = None) -> str:
         for known in ("default", "default-gpu"):
             if PRESETS[known][1].batch_size == saved.get("batch_size"):
                 return known
-    from onepair.fitconfig import resolve_device
-
     return "default-gpu" if resolve_device(device).type == "cuda" else "default"
 
 
