@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from onepair.cli import app
-from onepair.study import Store, load_grid, parse_grid, run_study, shipped_grids
+from onepair.study import Grid, Store, load_grid, parse_grid, run_study, shipped_grids
 
 # 12 cells: 3 receptive fields x 2 targets x 2 seeds, each a fit of a few steps.
 GRID = """
@@ -97,6 +97,36 @@ def test_a_killed_study_reruns_only_the_missing_cells(tmp_path: Path) -> None:
     with sqlite3.connect(study / "study.sqlite") as db:
         finished = dict(db.execute("SELECT key, finished FROM cells"))
     assert all(finished[key] == when for key, when in done.items())  # not redone
+
+
+def test_the_store_appears_whole_and_is_never_replaced(tmp_path: Path, monkeypatch) -> None:
+    from onepair.study import store as store_module
+
+    path = tmp_path / "study" / store_module.NAME
+    seen: list[set[str]] = []
+    link = os.link
+
+    def watching_link(source, destination):  # what a reader would find at that instant
+        with contextlib.closing(sqlite3.connect(source)) as db:
+            seen.append({row[0] for row in db.execute("SELECT name FROM sqlite_master")})
+        link(source, destination)
+
+    monkeypatch.setattr(store_module.os, "link", watching_link)
+    store = Store(path.parent)
+    assert seen == [{"cells", "grids", "sqlite_autoindex_cells_1"}]
+    store.add_grid(Grid({"steps": 1}, {"seed": [0]}))
+    store_module._create(path)  # a second driver starting late keeps the first's rows
+    assert store.last_grid() is not None
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".draft")]
+
+    def no_links(source, destination):
+        raise PermissionError("this file system has no hard links")
+
+    monkeypatch.setattr(store_module.os, "link", no_links)
+    Store(tmp_path / "other").close()
+    assert Store(tmp_path / "other", create=False).status()["done"] == 0
 
 
 def _free_port() -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -38,6 +39,32 @@ CREATE TABLE IF NOT EXISTS grids (source TEXT, grid TEXT, added REAL);
 """
 
 
+def _create(path: Path) -> None:
+    """Make the database beside ``path`` and link it into place whole.
+
+    A reader (``onepair study status``, a watching script) that finds the file
+    thus always finds its tables, and of two drivers starting at once the
+    second opens the first's database instead of replacing it.
+    """
+    draft = path.with_name(f".{path.name}.{os.getpid()}.draft")
+    draft.unlink(missing_ok=True)
+    db = sqlite3.connect(draft, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file
+        db.executescript(SCHEMA)
+    finally:
+        db.close()
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: rename, unless one appeared
+        if not path.exists():
+            os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 class Store:
     """Open (or create) the store of the study folder ``folder``."""
 
@@ -47,10 +74,11 @@ class Store:
         if not create and not path.is_file():
             raise FileNotFoundError(f"{self.folder} holds no study ({NAME} is missing)")
         self.folder.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            _create(path)
         self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA)  # a store from before a table was added gains it
 
     def close(self) -> None:
         self.db.close()
