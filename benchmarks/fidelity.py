@@ -10,7 +10,9 @@ against the target's output). Where the fit found the target equivariant to
 flips and rotations (``augment``), the self-ensemble over them is measured too.
 
 A recipe is a preset name, optionally with fields of its imitator or fit
-changed: ``default``, ``first-default``, ``default:width=16,augment=none``.
+changed: ``default``, ``first-default``, ``default:width=16,augment=none``;
+or ``auto`` (``auto:augment=auto``): ``onepair fit --auto`` with the default's
+fit settings, which chooses among its candidate imitators on the held-out blocks.
 Target outputs are cached (``--cache``): MAXIM takes minutes to load.
 
     python benchmarks/fidelity.py -o bench-out                       # everything: hours
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from common import machine, machine_line, recipe, table, write_record
+from onepair.auto import auto_fit
 from onepair.evaluate import model_input
 from onepair.fit import fit
 from onepair.metrics import psnr, ssim
@@ -112,9 +115,16 @@ def score(imitator, held, ensemble: bool) -> dict:
 
 def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
     pair, held = cached_pairs(spec, kind, size, held_size, 0, cache)
-    model, config = recipe(text, pair.in_channels, pair.out_channels, pair.scale)
+    name, _, changes = text.partition(":")
+    chooses = name == "auto"
+    model, config = recipe(
+        f"default:{changes}" if chooses else text, pair.in_channels, pair.out_channels, pair.scale
+    )
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
-    imitator = fit(pair, model, config, show_progress=False)
+    if chooses:
+        imitator = auto_fit(pair, config, show_progress=False)
+    else:
+        imitator = fit(pair, model, config, show_progress=False)
     plain = score(imitator, held, ensemble=False)
     transforms = imitator.equivariances
     ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
@@ -135,6 +145,7 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
         "steps": imitator.metrics["steps"],
         "fit_s": imitator.metrics["seconds"],
         "num_params": imitator.metrics["num_params"],
+        "auto": imitator.metrics.get("auto"),
     }
 
 
@@ -207,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
                             continue
                         rows.append(row)
                         ens = f", ensemble {row['psnr_ens']:.2f}" if row["psnr_ens"] else ""
+                        if row["auto"]:
+                            ens += f", chose {row['auto']['chosen']}"
                         print(
                             f"fidelity  {spec}  {text}  {size}px  {seconds:g} s  seed {seed}: "
                             f"{row['psnr']:.2f} dB{ens} (floor {row['floor_psnr']:.2f}, "

@@ -44,3 +44,16 @@ def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkey
         ("default:augment=all", 1),
     ]
     assert [s["seeds"] for s in again["summary"]] == [2, 2] and not again["skipped"]
+
+
+def test_auto_recipe_records_the_choice_and_every_candidates_estimate(tmp_path) -> None:
+    from onepair.auto import CANDIDATES
+
+    args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "2", "--seeds", "0"]
+    args += ["--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    record = fidelity.main([*args, "--recipes", "auto"])
+    (row,) = record["rows"]
+    assert set(row["auto"]["candidates"]) == set(CANDIDATES)
+    assert row["auto"]["chosen"] in CANDIDATES
+    assert row["val_psnr"] == row["auto"]["estimate_psnr"]
+    assert row["psnr"] > row["floor_psnr"] + 20
