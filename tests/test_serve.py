@@ -31,7 +31,7 @@ from conftest import TINY_MODEL
 from onepair.images import decode_image, encode_image, quantize
 from onepair.imitator import Imitator
 from onepair.models import build
-from onepair.serve import create_server
+from onepair.server import create_server
 from onepair.targets import load_target
 from onepair.targets.web import open_target
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from onepair.images import quantize
-from onepair.serve import create_server
+from onepair.server import create_server
 from onepair.targets import load_target
 from test_serve import HALF_STEP_16, Process, _health
 
