@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_FIT, TINY_MODEL
-from onepair import checkpoint
+from onepair import checkpoint, verified
 from onepair.crops import CropSampler
 from onepair.fit import fit
 from onepair.pairs import Pair
@@ -86,7 +86,7 @@ def verified_steps(run: Path) -> dict[str, int]:
     steps = {}
     for name in (checkpoint.NAME, checkpoint.PREV):
         if (run / name).is_file():
-            steps[name] = checkpoint.verify(run / name)[0]["state"]["step"]
+            steps[name] = verified.verify(run / name)[0]["state"]["step"]
     return steps
 
 

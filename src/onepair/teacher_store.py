@@ -5,8 +5,8 @@ The folder is an imitator run folder whose ``config.json`` gains a
 discriminator (adversarial loss), both Adam states and the crop generator,
 with the settings as JSON metadata, so an interrupted training resumes at the
 saved step with the same crops. It is written and read as the fit's
-checkpoint is (:func:`onepair.checkpoint.write_verified` and
-:func:`~onepair.checkpoint.read_verified`): digests, a previous generation,
+checkpoint is (:func:`onepair.verified.write_verified` and
+:func:`~onepair.verified.read_verified`): digests, a previous generation,
 atomic renames.
 """
 
@@ -61,7 +61,7 @@ def store_checkpoint(
     state: Any,
 ) -> None:
     """Write ``checkpoint.safetensors`` (verified, rotating): weights, Adam moments, generator."""
-    from onepair.checkpoint import write_verified
+    from onepair.verified import write_verified
 
     tensors, groups = {}, {}
     parts = {"net": (network, optimizer), "disc": (criterion.discriminator, criterion.optimizer)}
@@ -89,7 +89,8 @@ def restore_checkpoint(
     out: Path, settings: dict, network: Any, optimizer: Any, criterion: Any, generator: Any
 ) -> Any:
     """Load the newest verified checkpoint into the given objects; ``None`` if there is none."""
-    from onepair.checkpoint import NAME, State, read_verified
+    from onepair.checkpoint import State
+    from onepair.verified import NAME, read_verified
 
     found = read_verified(out)
     if found is None:
