@@ -1,4 +1,5 @@
-"""targets/classical.py, effects.py, degrade.py: every classical name, known values, invariants."""
+"""targets/classical.py, deconvolve.py, effects.py, degrade.py: every classical name,
+known values, invariants."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import numpy as np
 import pytest
 
 from onepair.metrics import psnr
-from onepair.targets import DEGRADATIONS, MODELS, classical, degrade, effects, load_target
+from onepair.targets import (
+    DEGRADATIONS,
+    MODELS,
+    classical,
+    deconvolve,
+    degrade,
+    effects,
+    load_target,
+)
 
 CLASSICAL = [
     name
     for name, (f, _) in MODELS.items()
-    if f.__module__ in (classical.__name__, effects.__name__)
+    if f.__module__ in (classical.__name__, deconvolve.__name__, effects.__name__)
 ]
 FRONTS = [name for name, (f, _) in DEGRADATIONS.items() if f.__module__ == degrade.__name__]
 RGB_ONLY = {"grayscale", "saturation", "hed-stains"}
@@ -194,13 +203,15 @@ def test_opencv_filters_smooth_or_sharpen(photo):
 
 
 def test_motion_kernel_shape():
-    np.testing.assert_allclose(classical.motion_kernel(5, 0.0)[2], np.full(5, 0.2))
-    assert classical.motion_kernel(5, 0.0).sum() == pytest.approx(1.0)
-    np.testing.assert_allclose(classical.motion_kernel(4, 0.0)[2], [0.125, 0.25, 0.25, 0.25, 0.125])
+    np.testing.assert_allclose(deconvolve.motion_kernel(5, 0.0)[2], np.full(5, 0.2))
+    assert deconvolve.motion_kernel(5, 0.0).sum() == pytest.approx(1.0)
     np.testing.assert_allclose(
-        classical.motion_kernel(7, 90.0), classical.motion_kernel(7, 0.0).T, atol=1e-12
+        deconvolve.motion_kernel(4, 0.0)[2], [0.125, 0.25, 0.25, 0.25, 0.125]
     )
-    diagonal = classical.motion_kernel(9, 45.0)
+    np.testing.assert_allclose(
+        deconvolve.motion_kernel(7, 90.0), deconvolve.motion_kernel(7, 0.0).T, atol=1e-12
+    )
+    diagonal = deconvolve.motion_kernel(9, 45.0)
     assert diagonal.sum() == pytest.approx(1.0) and diagonal.min() >= 0.0
     np.testing.assert_allclose(diagonal, diagonal[::-1, ::-1], atol=1e-12)  # centred
 

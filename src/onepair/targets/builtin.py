@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from onepair import teachers
-from onepair.targets import classical, degrade, effects, neural
+from onepair.targets import classical, deconvolve, degrade, effects, neural
 
 # name -> (function(image, **params), one-line description)
 MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
@@ -31,12 +31,12 @@ MODELS: dict[str, tuple[Callable[..., np.ndarray], str]] = {
         "BM3D denoising; optional package bm3d (non-commercial licence); slow, 15-30 s",
     ),
     "cv-nl-means": (classical.cv_nl_means, "OpenCV fast non-local means, 8-bit"),
-    "motion-blur": (classical.motion_blur, "linear motion blur, length pixels at angle (linear)"),
+    "motion-blur": (deconvolve.motion_blur, "linear motion blur, length pixels at angle (linear)"),
     "richardson-lucy": (
-        classical.richardson_lucy,
+        deconvolve.richardson_lucy,
         "Richardson-Lucy deconvolution of a Gaussian PSF",
     ),
-    "wiener": (classical.wiener, "Wiener deconvolution of a Gaussian PSF (linear, then clipped)"),
+    "wiener": (deconvolve.wiener, "Wiener deconvolution of a Gaussian PSF (linear, then clipped)"),
     "clahe": (classical.clahe, "contrast-limited adaptive histogram equalisation"),
     "sobel": (classical.sobel, "Sobel gradient magnitude per channel"),
     "canny": (classical.canny, "Canny edge map per channel, 0/1"),
