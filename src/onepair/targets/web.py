@@ -37,23 +37,19 @@ Only the standard library speaks HTTP (``http.client``); proxies are not used.
 from __future__ import annotations
 
 import http.client
-import io
 import os
-import socket
 import ssl
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 
 from onepair.images import ImageError, as_image, decode_image, encode_image
+from onepair.targets.deadline import DeadlineSocket
 
 RETRY_STATUSES = (408, 429)  # and every 5xx
 GIB = 2**30
-T = TypeVar("T")
 
 
 class WebTarget:
@@ -161,7 +157,8 @@ class WebTarget:
         connection = kind(self.host, self.port, timeout=min(self.timeout, self.deadline))
         try:
             connection.connect()
-            sock = connection.sock = _DeadlineSocket(connection.sock, ends, self)
+            sock = DeadlineSocket(connection.sock, ends, self.timeout, self.deadline)
+            connection.sock = sock
             try:
                 connection.request("POST", self.path, body, headers)
             except (BrokenPipeError, ConnectionResetError) as error:
@@ -237,71 +234,6 @@ def _snippet(data: bytes, limit: int = 200) -> str:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _DeadlineSocket:
-    """A connected socket whose every send and read waits at most ``min(timeout, time left)``.
-
-    http.client reads through ``makefile()``; each read here is one ``recv``, so a
-    server that trickles bytes meets the deadline however slowly it sends.
-    ``ended`` tells whether a read found the connection closed.
-    """
-
-    def __init__(self, sock: socket.socket, ends: float, target: WebTarget):
-        self.sock, self.ends, self.target = sock, ends, target
-        self.ended = False
-
-    def step(self, operation: Callable[..., T], *args: object) -> T:
-        """Run one socket operation for at most ``min(timeout, time left)`` seconds."""
-        left = self.ends - time.monotonic()
-        if left <= 0:
-            raise self.expired()
-        self.sock.settimeout(min(self.target.timeout, left))
-        try:
-            return operation(*args)
-        except TimeoutError:
-            if left < self.target.timeout:  # it was the deadline that ran out
-                raise self.expired() from None
-            raise
-
-    def expired(self) -> TimeoutError:
-        return TimeoutError(
-            f"no complete answer within deadline={self.target.deadline:g} s "
-            f"(one attempt, from connecting to the answer's last byte)"
-        )
-
-    def sendall(self, data: bytes) -> None:
-        self.step(self.sock.sendall, data)
-
-    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self, self.sock.makefile("rb", buffering=0)))
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.sock, name)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The raw input of a :class:`_DeadlineSocket` (one ``recv`` per read)."""
-
-    def __init__(self, owner: _DeadlineSocket, raw: io.RawIOBase):
-        super().__init__()
-        self.owner, self.raw = owner, raw
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        count = self.owner.step(self.raw.readinto, buffer)
-        if not count and len(buffer):
-            self.owner.ended = True
-        return count or 0
-
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
 
 
 def _retry_after(headers: object) -> float:
