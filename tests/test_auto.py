@@ -27,6 +27,9 @@ def test_auto_fits_the_candidate_held_out_blocks_prefer_and_reports_its_estimate
     assert set(auto["candidates"]) == set(candidates)
     assert auto["chosen"] == max(auto["candidates"], key=auto["candidates"].get) == "unet"
     assert auto["estimate_psnr"] == imitator.metrics["val_psnr"]
+    # the chosen candidate trains on from its trial's weights
+    start = imitator.history[0]
+    assert start["step"] == 0 and start["val_psnr"] == pytest.approx(auto["candidates"]["unet"])
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["auto"] == json.loads(json.dumps(auto))
     with pytest.raises(ValueError, match="needs a time budget"):

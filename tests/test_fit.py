@@ -299,3 +299,17 @@ def test_watch_sees_every_validation_in_eval_mode_and_is_not_charged(blur_pair):
     plain = fit(blur_pair, TINY_MODEL, config, show_progress=False)
     for a, b in zip(plain.network.parameters(), imitator.network.parameters(), strict=True):
         assert torch.equal(a, b)  # watching changes nothing
+
+
+def test_a_warm_start_begins_from_the_given_weights_and_keeps_their_linear_path(photo):
+    pair = Pair.of(photo, load_target("noise:sigma=25|median")(photo))
+    model = replace(TINY_MODEL, skip=Skip.LINEAR, linear_kernel=5)
+    first = fit(pair, model, TINY_FIT, show_progress=False)
+    weights = {k: v.clone() for k, v in first.network.state_dict().items()}
+    warm = fit(pair, model, replace(TINY_FIT, steps=20), show_progress=False, init=weights)
+    assert warm.history[0]["step"] == 0
+    assert warm.history[0]["val_psnr"] == pytest.approx(first.metrics["val_psnr"], abs=1e-6)
+    assert warm.metrics["val_psnr"] >= first.metrics["val_psnr"] - 1e-6  # best weights kept
+    assert torch.equal(warm.network.linear.weight, first.network.linear.weight)
+    cold = fit(pair, model, replace(TINY_FIT, steps=1), show_progress=False)
+    assert cold.history[0]["val_psnr"] < first.metrics["val_psnr"]  # trained weights mattered

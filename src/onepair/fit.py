@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,7 @@ def fit(
     resume: bool = False,
     show_progress: bool = True,
     watch: Callable[[int, float, torch.nn.Module], None] | None = None,
+    init: Mapping[str, torch.Tensor] | None = None,
 ) -> Imitator:
     """Train an imitator on ``pair``; write the run folder to ``out_dir`` if given.
 
@@ -65,6 +66,11 @@ def fit(
     ``watch(step, seconds, network)``, if given, is called after every
     validation with the network in eval mode (e.g. to measure fidelity against
     training time); the time it takes is not charged to the budget.
+
+    ``init``, the state dict of an earlier fit of the same model on the same
+    pair (``imitator.network.state_dict()``), starts training from its weights
+    (a warm start, with the schedule run again from the top) instead of a fresh
+    initialisation; its linear path is kept instead of solved again.
     """
     pairs = _as_pairs(pair)
     model = model if model is not None else UNetConfig()
@@ -96,7 +102,9 @@ def fit(
         if config.holdout
         else []
     )
-    if network.linear is not None:
+    if init is not None:
+        network.load_state_dict(init)
+    elif network.linear is not None:
         k = network.linear.kernel
         log.info("solving the %dx%d linear path on the example by least squares", k, k)
         network.linear.solve(
