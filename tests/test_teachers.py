@@ -19,6 +19,7 @@ from onepair.samples import sample
 from onepair.targets.degrade import noise
 from onepair.teacher_data import Sampler, task_data, tissue_labels
 from onepair.teacher_losses import Criterion
+from onepair.teacher_train import train_teacher
 from onepair.tiling import apply_network
 
 TINY = dict(seconds=None, width=4, batch_size=2, crop=32, device="cpu", show_progress=False)
@@ -28,7 +29,7 @@ HAS_STLPIPS = importlib.util.find_spec("stlpips_pytorch") is not None
 def tiny_teacher(task, out, architecture="unet", loss=None, steps=3, **extra):
     images = ("chelsea",) if task == "denoiser" else None
     settings = {**TINY, "images": images, "log_every": 1, **extra}
-    return teachers.train_teacher(task, out, architecture, loss, steps=steps, **settings)
+    return train_teacher(task, out, architecture, loss, steps=steps, **settings)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_denoiser_residual_learning_starts_at_the_identity(tmp_path):
 
 def test_short_denoiser_training_lowers_loss_and_beats_the_noisy_input(tmp_path):
     # trained on two photographs, measured on a third it never saw
-    teacher = teachers.train_teacher(
+    teacher = train_teacher(
         "denoiser",
         tmp_path / "t",
         steps=80,
@@ -85,7 +86,7 @@ def test_short_denoiser_training_lowers_loss_and_beats_the_noisy_input(tmp_path)
 
 @pytest.mark.slow
 def test_longer_denoiser_training_gains_several_db(tmp_path):
-    teacher = teachers.train_teacher(
+    teacher = train_teacher(
         "denoiser", tmp_path / "t", steps=600, seconds=None, device="cpu", show_progress=False,
         images=("astronaut", "coffee", "rocket"),
     )  # fmt: skip
@@ -127,15 +128,15 @@ def test_adversarial_loss_adds_a_positive_gan_term_and_trains_its_discriminator(
 
 def test_invalid_choices_name_the_valid_ones(tmp_path):
     with pytest.raises(ValueError, match="expected one of denoiser, stain, tissue"):
-        teachers.train_teacher("deblur", tmp_path / "a", steps=1)
+        train_teacher("deblur", tmp_path / "a", steps=1)
     with pytest.raises(ValueError, match="expected one of unet, plain, attention"):
-        teachers.train_teacher("stain", tmp_path / "b", "resnet", steps=1)
+        train_teacher("stain", tmp_path / "b", "resnet", steps=1)
     with pytest.raises(ValueError, match="classifier trains with cross-entropy"):
-        teachers.train_teacher("tissue", tmp_path / "c", loss="l2", steps=1)
+        train_teacher("tissue", tmp_path / "c", loss="l2", steps=1)
     with pytest.raises(ValueError, match="uses astronaut"):
-        teachers.train_teacher("denoiser", tmp_path / "d", steps=1, images=("camera",))
+        train_teacher("denoiser", tmp_path / "d", steps=1, images=("camera",))
     with pytest.raises(ValueError, match="needs a budget"):
-        teachers.train_teacher("stain", tmp_path / "e", seconds=None, steps=None)
+        train_teacher("stain", tmp_path / "e", seconds=None, steps=None)
 
 
 def test_tissue_labels_find_all_three_classes_on_the_ihc_image():

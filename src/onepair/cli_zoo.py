@@ -49,7 +49,8 @@ def train_teacher_command(
     """Train a teacher on many bundled images; the teacher-* zoo names then use it."""
     import torch
 
-    from onepair.teachers import default_loss, teacher_dir, train_teacher
+    from onepair.teacher_train import train_teacher
+    from onepair.teachers import default_loss, teacher_dir
 
     if threads:
         torch.set_num_threads(threads)
