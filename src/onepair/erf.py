@@ -31,13 +31,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from onepair.images import as_image, match_channels, shape_str, to_tensor
-from onepair.samples import sample
+from onepair.erf_probes import (
+    IMAGES,
+    add_noise,
+    check_common,
+    check_mass,
+    clean_images,
+    first_answer,
+    first_conv_channels,
+    to_channels,
+    with_centre_changed,
+)
+from onepair.images import shape_str, to_tensor
 from onepair.targets import load_target
 
 DELTA = 0.1  # the centre pixel's change, on the [0, 1] range
-# Different photographs, colour first; cycled when more images are asked for.
-IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "ihc", "retina", "moon")
 
 
 @dataclass
@@ -96,14 +104,14 @@ def black_box_erf(
     refuses 3 with a ValueError. The map is at output resolution (``s*H x s*W``
     for an ``s``-times up-scaling target); 2 queries per image.
     """
-    _check_common(size, count, sigma, mass, channels)
+    check_common(size, count, sigma, mass, channels)
     if not 0.0 < delta <= 1.0:
         raise ValueError(f"delta is {delta}; expected a change in (0, 1] of the [0, 1] range")
     if channels is None:
         channels = getattr(target, "in_channels", None)
     call = load_target(target)
-    clean = _clean_images(images, size, count)
-    noisy = _add_noise(clean, count, sigma, seed)
+    clean = clean_images(images, size, count)
+    noisy = add_noise(clean, count, sigma, seed)
     queries = 0
 
     def ask(x: np.ndarray) -> np.ndarray:
@@ -111,12 +119,12 @@ def black_box_erf(
         queries += 1
         return call(x)
 
-    first, channels = _first_answer(ask, noisy[0], channels)
+    first, channels = first_answer(ask, noisy[0], channels)
     total: np.ndarray | None = None
     for i, image in enumerate(noisy):
-        x = _to_channels(image, channels)
+        x = to_channels(image, channels)
         y = first if i == 0 else ask(x)
-        y2 = ask(_changed(x, delta))
+        y2 = ask(with_centre_changed(x, delta))
         if y2.shape != y.shape:
             raise ValueError(f"target answered {shape_str(y)} and then {shape_str(y2)}")
         change = np.abs(y2.astype(np.float64) - y.astype(np.float64)).mean(axis=2)
@@ -150,23 +158,23 @@ def gradient_erf(
     afterwards; parameter gradients are left untouched. The map is at input
     resolution, so ``scale`` is 1.
     """
-    _check_common(size, count, sigma, mass, channels)
+    check_common(size, count, sigma, mass, channels)
     network = getattr(model, "network", model)
     if not isinstance(network, nn.Module):
         raise TypeError(
             f"gradient_erf needs a torch nn.Module or an Imitator; got {type(model).__name__}"
         )
-    channels = channels or getattr(network, "in_channels", None) or _first_conv_channels(network)
+    channels = channels or getattr(network, "in_channels", None) or first_conv_channels(network)
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     dtype = parameter.dtype if parameter is not None else torch.float32
-    noisy = _add_noise(_clean_images(images, size, count), count, sigma, seed)
+    noisy = add_noise(clean_images(images, size, count), count, sigma, seed)
     total: np.ndarray | None = None
     training = network.training
     network.eval()
     try:
         for image in noisy:
-            x = to_tensor(_to_channels(image, channels), device).to(dtype).requires_grad_(True)
+            x = to_tensor(to_channels(image, channels), device).to(dtype).requires_grad_(True)
             y = network(x)  # (1, C', s*H, s*W)
             h, w = x.shape[-2:]
             s = y.shape[-2] // h
@@ -203,7 +211,7 @@ def erf_radius(map: np.ndarray, scale: int = 1, mass: float = 0.95) -> float:
         raise ValueError(f"scale is {scale!r}; expected an integer >= 1")
     if map.shape[0] % scale or map.shape[1] % scale:
         raise ValueError(f"ERF map is {map.shape[0]}x{map.shape[1]}, not a multiple of {scale}")
-    _check_mass(mass)
+    check_mass(mass)
     total = map.sum()
     if total <= 0:
         return 0.0
@@ -219,105 +227,6 @@ def erf_radius(map: np.ndarray, scale: int = 1, mass: float = 0.95) -> float:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _check_mass(mass: float) -> None:
-    if not 0.0 < mass <= 1.0:
-        raise ValueError(f"mass is {mass}; expected a fraction in (0, 1]")
-
-
-def _check_common(
-    size: int | None, count: int, sigma: float, mass: float, channels: int | None
-) -> None:
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 3):
-        raise ValueError(f"size is {size!r}; expected an integer >= 3 (or None for whole images)")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count is {count!r}; expected an integer >= 1")
-    if not (math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma is {sigma}; expected a noise level >= 0 on the 0..255 scale")
-    _check_mass(mass)
-    if channels is not None and (
-        isinstance(channels, bool) or not isinstance(channels, int) or channels < 1
-    ):
-        raise ValueError(f"channels is {channels!r}; expected an integer >= 1 (or None)")
-
-
-def _clean_images(
-    images: Sequence[np.ndarray] | None, size: int | None, count: int
-) -> list[np.ndarray]:
-    """``count`` clean (H, W, C) images: the given ones cycled, or built-in photographs."""
-    if images is None:
-        if size is None:
-            raise ValueError("size is None; the built-in photographs need a crop size")
-        return [sample(IMAGES[i % len(IMAGES)], size) for i in range(count)]
-    if isinstance(images, np.ndarray) and images.ndim < 4:
-        raise ValueError(f"images is one array of shape {images.shape}; expected a list of images")
-    if len(images) == 0:
-        raise ValueError("images is empty; expected at least one image, or None for built-ins")
-    clean = []
-    for i in range(count):
-        image = as_image(images[i % len(images)], f"images[{i % len(images)}]")
-        if size is not None:
-            h, w = image.shape[:2]
-            if size > min(h, w):
-                raise ValueError(f"images[{i % len(images)}] is {h}x{w}; cannot crop {size}x{size}")
-            top, left = (h - size) // 2, (w - size) // 2
-            image = image[top : top + size, left : left + size]
-        if clean and image.shape[:2] != clean[0].shape[:2]:
-            raise ValueError(
-                f"images are {shape_str(clean[0])} and {shape_str(image)}; with size=None "
-                "all must share one height and width"
-            )
-        clean.append(image)
-    return clean
-
-
-def _add_noise(clean: list[np.ndarray], count: int, sigma: float, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [
-        np.clip(x + rng.normal(0.0, sigma / 255.0, x.shape), 0.0, 1.0).astype(np.float32)
-        for x in clean[:count]
-    ]
-
-
-def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:
-    """Gray repeated, RGB to gray, or gray luminance repeated to any other count."""
-    if image.shape[2] == channels or image.shape[2] == 1 or channels in (1, 3):
-        return match_channels(image[:, :, :3] if channels == 3 else image, channels)
-    return np.repeat(match_channels(image, 1), channels, axis=2)
-
-
-def _changed(x: np.ndarray, delta: float) -> np.ndarray:
-    """``x`` with ``delta`` added to (or, where that passes 1, taken from) its centre pixel."""
-    x2 = x.copy()
-    cy, cx = x.shape[0] // 2, x.shape[1] // 2
-    v = x2[cy, cx, :]
-    x2[cy, cx, :] = np.where(v + delta > 1.0, v - delta, v + delta)
-    return x2
-
-
-def _first_answer(
-    ask: Callable[[np.ndarray], np.ndarray], image: np.ndarray, channels: int | None
-) -> tuple[np.ndarray, int]:
-    """The target's answer to the first image and the channel count it accepts."""
-    if channels is not None:
-        return ask(_to_channels(image, channels)), channels
-    try:
-        return ask(_to_channels(image, 3)), 3
-    except ValueError as three:  # ImageError is a ValueError
-        try:
-            return ask(_to_channels(image, 1)), 1
-        except ValueError as one:
-            raise ValueError(
-                f"the target refused 3 channels ({three}) and 1 channel ({one}); pass channels=N"
-            ) from None
-
-
-def _first_conv_channels(network: nn.Module) -> int:
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    raise ValueError("cannot tell the network's input channels; pass channels=N")
 
 
 __all__ = [
