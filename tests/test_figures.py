@@ -21,18 +21,11 @@ from skimage.transform import resize
 
 from conftest import TINY_FIT, TINY_MODEL
 from onepair.evaluate import evaluate
-from onepair.figures import (
-    BLOCKINESS_THRESHOLD,
-    blockiness,
-    check_box,
-    extract,
-    extract_figure,
-    extract_many,
-    parse_box,
-)
+from onepair.figures import extract, extract_figure, extract_many
 from onepair.fit import fit
 from onepair.images import as_image, load_image, quantize
 from onepair.pairs import Pair
+from onepair.panels import BLOCKINESS_THRESHOLD, blockiness, check_box, parse_box
 from onepair.presets import preset
 from onepair.registration import largest_rectangle
 from onepair.samples import sample
