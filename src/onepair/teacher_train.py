@@ -23,7 +23,7 @@ from onepair.teacher_store import (
     restore_checkpoint,
     store_checkpoint,
 )
-from onepair.teachers import _check, default_loss
+from onepair.teachers import check_choices, default_loss
 
 if TYPE_CHECKING:
     from onepair.imitator import Imitator
@@ -73,7 +73,7 @@ def train_teacher(
     from onepair.teacher_losses import Criterion
 
     loss = loss if loss is not None else default_loss(task)
-    _check(task, architecture, loss)
+    check_choices(task, architecture, loss)
     if steps is None and seconds is None:
         raise ValueError("train_teacher needs a budget: steps, seconds or both")
     for name, value in (("steps", steps), ("seconds", seconds), ("width", width)):

@@ -55,7 +55,8 @@ def default_loss(task: str) -> str:
     return CLASSIFIER_LOSS if task == "tissue" else "l2"
 
 
-def _check(task: str, architecture: str, loss: str) -> None:
+def check_choices(task: str, architecture: str, loss: str) -> None:
+    """Refuse an unknown task, architecture, or a loss the task does not train with."""
     if task not in TASKS:
         raise ValueError(f"teacher task is {task!r}; expected one of {', '.join(TASKS)}")
     if architecture not in ARCHITECTURES:
@@ -87,7 +88,7 @@ def load_teacher(task: str, architecture: str = "unet", loss: str | None = None)
     Raises ValueError with the command that trains it when it is missing.
     """
     loss = loss if loss is not None else default_loss(task)
-    _check(task, architecture, loss)
+    check_choices(task, architecture, loss)
     folder = teacher_dir(task, architecture, loss)
     if folder not in _LOADED:
         if not (folder / "weights.safetensors").is_file():
