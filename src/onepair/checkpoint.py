@@ -158,7 +158,11 @@ def save(
     meta = {
         "format": FORMAT,
         "settings": _settings(model, config),
-        "param_groups": opt["param_groups"],
+        # a learning rate held in a device tensor (a graphed step's, onepair.steps) as a number
+        "param_groups": [
+            {k: v.item() if torch.is_tensor(v) else v for k, v in group.items()}
+            for group in opt["param_groups"]
+        ],
         "state": {
             "step": state.step,
             "elapsed": state.elapsed,
@@ -214,12 +218,17 @@ def load(
         if key.startswith("opt."):
             _, index, name = key.split(".", 2)
             opt_state.setdefault(int(index), {})[name] = value
-    # how the update runs (one fused kernel, or not) is this device's choice, not the saved one's
+    # how the update runs (one fused kernel, or not; captured in a graph, or not) is this
+    # device's choice, not the saved one's
     groups = [
-        {**saved, **{k: now[k] for k in ("fused", "foreach") if k in now}}
+        {**saved, **{k: now[k] for k in ("fused", "foreach", "capturable") if k in now}}
         for saved, now in zip(meta["param_groups"], optimizer.param_groups, strict=True)
     ]
+    rates = [group["lr"] for group in optimizer.param_groups]
     optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        if torch.is_tensor(rate):  # keep the device tensor a graphed step reads
+            group["lr"] = rate.fill_(group["lr"])
     generator.set_state(tensors["generator"])
     s = meta["state"]
     return State(

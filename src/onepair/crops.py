@@ -3,11 +3,16 @@
 An input crop of ``crop x crop`` at (row, col) pairs with the output crop of
 ``s*crop x s*crop`` at (s*row, s*col) for scale factor s. Positions come from
 a seeded ``torch.Generator`` (on the CPU, so a seed gives the same crops on
-every device); the gather itself runs on the pair's device. With several
+every device that draws them this way); the gather itself runs on the pair's device. With several
 examples, each crop first picks its example with probability proportional to
 the number of crop positions it holds, so every position is equally likely.
 Each example may come with a weight per output pixel (0 on the held-out
 blocks of :mod:`onepair.validation`), gathered with its crops for the loss.
+
+:meth:`CropSampler.sample_on_device` draws the positions on the pair's device
+instead (from torch's generator for that device, seeded by ``torch.manual_seed``),
+with no copy from the host and no synchronisation, so that a CUDA graph can
+capture it (:mod:`onepair.steps`); it needs examples of one shape, stacked.
 """
 
 from __future__ import annotations
@@ -71,6 +76,43 @@ class CropSampler:
         self._weights = torch.tensor(positions, dtype=torch.float64)
         self._offsets = torch.arange(crop, device=device)
         self._offsets_out = torch.arange(crop * self.scale, device=device)
+        self._stacked: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        if len({tuple(x.shape) for x in self.x}) == 1:  # (N, C, H, W): one gather draws all
+            self._stacked = (
+                torch.stack(self.x),
+                torch.stack(self.y),
+                torch.stack(self.w) if self.w is not None else None,
+            )
+            # the lists become views of the stacks: one copy of the examples, not two
+            self.x, self.y = list(self._stacked[0]), list(self._stacked[1])
+            if self._stacked[2] is not None:
+                self.w = list(self._stacked[2])
+
+    @property
+    def draws_on_device(self) -> bool:
+        """Whether :meth:`sample_on_device` can run: all examples have one shape."""
+        return self._stacked is not None
+
+    def sample_on_device(self, batch: int) -> Batch:
+        """As :meth:`sample`, with positions (and examples, uniformly: they hold equally
+        many positions) drawn on the device by its default generator."""
+        if self._stacked is None:
+            raise ValueError(
+                "crops are drawn on the device only from examples of one shape; these are "
+                + ", ".join("x".join(map(str, x.shape[1:])) for x in self.x)
+            )
+        x, y, w = self._stacked
+        n, _, h, wd = x.shape
+        device = x.device
+        which = torch.randint(0, n, (batch,), device=device)
+        rows = torch.randint(0, h - self.crop + 1, (batch,), device=device)
+        cols = torch.randint(0, wd - self.crop + 1, (batch,), device=device)
+        out = self._offsets_out
+        return Batch(
+            self._gather_stacked(x, which, rows, cols, self._offsets, 1),
+            self._gather_stacked(y, which, rows, cols, out, self.scale),
+            self._gather_stacked(w, which, rows, cols, out, self.scale) if w is not None else None,
+        )
 
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
         """``(x, y, w)``: (B, Cin, crop, crop), (B, Cout, s*crop, s*crop), and the
@@ -114,3 +156,19 @@ class CropSampler:
         c = (cols * scale)[:, None] + offsets  # (B, crop)
         patches = image[:, r[:, :, None], c[:, None, :]]  # (C, B, crop, crop)
         return patches.permute(1, 0, 2, 3).contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def _gather_stacked(
+        images: torch.Tensor,
+        which: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        offsets: torch.Tensor,
+        scale: int,
+    ) -> torch.Tensor:
+        r = (rows * scale)[:, None] + offsets  # (B, crop)
+        c = (cols * scale)[:, None] + offsets  # (B, crop)
+        # advanced indices around a slice put their dimensions first: (B, crop, crop, C),
+        # which is (B, C, crop, crop) in channels-last memory once permuted
+        patches = images[which[:, None, None], :, r[:, :, None], c[:, None, :]]
+        return patches.permute(0, 3, 1, 2)

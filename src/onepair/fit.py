@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from onepair import checkpoint, dihedral
+from onepair import checkpoint, dihedral, steps
 from onepair.crops import CropSampler
 from onepair.fitconfig import Augment, FitConfig, Loss, Schedule, lr_at, resolve_device
 from onepair.images import from_tensor, to_tensor
@@ -34,10 +33,9 @@ from onepair.validation import Holdout, Holdouts, equivariances
 
 log = logging.getLogger("onepair")
 
-# On a CUDA device (docs/PERFORMANCE.md, "On a GPU", measured on an H200): Adam's
-# update fused into one kernel (15% more steps per second); cuDNN's search for the
-# crops' algorithms stays off (it cost steps: 834 against 912 in 5 s).
-CUDA_FUSED_ADAM = True
+# On a CUDA device (docs/PERFORMANCE.md, "On a GPU", measured on an H200) cuDNN's search
+# for the crops' algorithms stays off (it cost steps: 834 against 912 in 5 s). How the
+# step runs there (a CUDA graph, Adam fused) is onepair.steps'.
 CUDA_CUDNN_BENCHMARK = False
 
 __all__ = ["Augment", "FitConfig", "Loss", "Schedule", "fit", "lr_at", "resolve_device"]
@@ -121,8 +119,7 @@ def fit(
     on_cuda = device.type == "cuda"
     if on_cuda and CUDA_CUDNN_BENCHMARK:  # crops have one shape: its fastest kernels pay
         torch.backends.cudnn.benchmark = True
-    fused = True if on_cuda and CUDA_FUSED_ADAM else None  # one kernel for the update
-    optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, fused=fused)
+    optimizer = steps.adam(network, config.lr, device)
     validate = Holdouts(holdouts) if holdouts else None
 
     state = checkpoint.State(floor=validate.floor if validate else None)
@@ -139,6 +136,8 @@ def fit(
     if watch is not None and state.step == 0:
         network.eval()
         t0 += _timed(watch, 0, time.perf_counter() - t0, network)
+    step = steps.make_step(network, sampler, optimizer, config.batch_size, config.loss, generator)
+    graphed = False
     with FitProgress(show_progress) as bar:
         network.train()
         window: list[torch.Tensor] = []  # losses stay on the device until logged
@@ -159,22 +158,17 @@ def fit(
                     log.info("equivariant to %s on the held-out blocks", ", ".join(augment))
                     if len(augment) > 1:
                         sampler = _sampler(network, pairs, weights, augment, config.crop, device)
+                        step = steps.make_step(
+                            network, sampler, optimizer, config.batch_size, config.loss, generator
+                        )
                     network.train()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(progress, config)
-            x, y, w = sampler.sample(config.batch_size, generator)
-            loss = _loss(network.residual(x), y, w, config.loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            lr = lr_at(progress, config)
+            window.append(step(lr))
+            graphed = graphed or step.graphed
             state.step += 1
-            window.append(loss.detach())
             row: dict[str, float] = {}
             if state.step % config.log_every == 0:
-                row = {
-                    "loss": torch.stack(window).mean().item(),
-                    "lr": optimizer.param_groups[0]["lr"],
-                }
+                row = {"loss": torch.stack(window).mean().item(), "lr": lr}
                 window = []
             if validate is not None and state.step % config.val_every == 0:
                 network.eval()
@@ -218,6 +212,7 @@ def fit(
         "receptive_field": span.size,
         "examples": len(pairs),
         "device": str(device),
+        "cuda_graph": graphed,
         "augment": augment,
         "equivariance_psnr": equivariance or None,
     }
@@ -226,16 +221,6 @@ def fit(
         imitator.save(out)
         checkpoint.remove(out)
     return imitator
-
-
-def _loss(
-    prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, kind: Loss
-) -> torch.Tensor:
-    """Mean squared (or absolute) error over the pixels of weight 1 (all if no weights)."""
-    if weight is None:
-        return F.mse_loss(prediction, target) if kind is Loss.L2 else F.l1_loss(prediction, target)
-    error = (prediction - target).square() if kind is Loss.L2 else (prediction - target).abs()
-    return (error * weight).sum() / (weight.sum() * error.shape[1]).clamp(min=1.0)
 
 
 def _sampler(
