@@ -96,7 +96,8 @@ def child(args: argparse.Namespace) -> dict:
     from onepair import tiling
     from onepair.stream import apply_tiff
 
-    size, tile = args.child, args.tile or None
+    size = args.child
+    tile = "auto" if args.tile < 0 else args.tile or None
     if args.host_tiles:  # the A/B switch: tiles copied from the host even on a GPU
         tiling._fits_on = lambda *_: False
     held = [0]  # applies that held the image on the device
@@ -134,7 +135,7 @@ def child(args: argparse.Namespace) -> dict:
                 imitator.network,
                 args.input,
                 Path(args.input).with_suffix(".out.tif"),
-                tile=args.tile or 512,
+                tile=args.tile if args.tile > 0 else tiling.TILE_CPU,
                 device=imitator.device,
             )
             times.append(time.perf_counter() - start)
@@ -144,7 +145,7 @@ def child(args: argparse.Namespace) -> dict:
         "preset": args.recipe,
         "mode": args.mode,
         "size": size,
-        "tile": tile,
+        "tile": tiling.tile_side(tile, imitator.device),
         "seconds": best,
         "all_seconds": times,
         "mpix_per_s": size * size / 1e6 / best,
@@ -217,7 +218,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--memory-max", type=int, default=4096, help="largest side applied in memory"
     )
-    parser.add_argument("--tile", type=int, default=512, help="tile side; 0 = whole image")
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=-1,
+        help="tile side; 0 = whole image; default: the device's (in memory 512 on the CPU, "
+        "2048 on a GPU; streamed 512)",
+    )
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed applies; the best counts, the first is kept"
     )

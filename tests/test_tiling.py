@@ -8,7 +8,7 @@ import torch
 
 from onepair.images import from_tensor, to_tensor
 from onepair.models import PlainConfig, Skip, UNetConfig, build
-from onepair.tiling import apply_network, apply_on_device
+from onepair.tiling import apply_network, apply_on_device, tile_side
 
 
 def randomised(config, cin, cout, scale):
@@ -120,3 +120,44 @@ def test_out_of_device_memory_falls_back_to_tiles_from_the_host(rng, monkeypatch
     monkeypatch.setattr(tiling, "apply_on_device", short_of_memory)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)  # no CUDA here
     np.testing.assert_allclose(apply_network(network, image, tile=32), expected, atol=1e-6)
+
+
+def test_auto_tiles_follow_the_device_and_bad_tiles_are_refused():
+    assert tile_side("auto", "cpu") == 512 and tile_side("auto", torch.device("cuda")) == 2048
+    assert tile_side(None, "cpu") is None and tile_side(96, "cuda") == 96
+    for bad in (0, -5, 2.5, True, "big"):
+        with pytest.raises(ValueError, match=f"tile is {bad!r}; expected a side >= 1"):
+            tile_side(bad, "cpu")
+
+
+def test_clipping_in_place_equals_clipping_afterwards(rng):
+    network = randomised(UNetConfig(depth=2, width=4, linear_kernel=5), 3, 3, 1)
+    torch.nn.init.normal_(network.head[0].weight, std=3.0)  # outputs well outside [0, 1]
+    image = rng.random((70, 50, 3)).astype(np.float32)
+    raw = apply_network(network, image, tile=32)
+    assert raw.min() < 0 and raw.max() > 1
+    clipped = apply_network(network, image, tile=32, clip=True)
+    np.testing.assert_array_equal(clipped, np.clip(raw, 0, 1))
+    held = apply_on_device(network, image, 32, torch.device("cpu"), clip=True)
+    np.testing.assert_allclose(held, clipped, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("pinned_input", [False, True])
+def test_on_cuda_the_output_is_the_hosts_and_comes_back_page_locked(monkeypatch, pinned_input):
+    """The image held on the GPU gives the CPU's tiles' result; the output array lies in
+    page-locked memory (tiling.CUDA_PINNED_OUTPUT) and stays intact through later applies,
+    whose pinned blocks must not reuse it while it is alive."""
+    from onepair import tiling
+
+    monkeypatch.setattr(tiling, "CUDA_PINNED_INPUT", pinned_input)
+    network = randomised(UNetConfig(depth=3, width=4, linear_kernel=7), 3, 3, 1)
+    images = [np.random.default_rng(i).random((301, 257, 3)).astype(np.float32) for i in (0, 1)]
+    on_host = [apply_network(network, image, tile=128) for image in images]
+    first = apply_network(network.to("cuda"), images[0], tile=128, device="cuda")
+    assert torch.from_numpy(first).is_pinned()
+    second = apply_network(network, images[1], tile=128, device="cuda")
+    np.testing.assert_allclose(first, on_host[0], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(second, on_host[1], atol=1e-4, rtol=0)
+    clipped = apply_network(network, images[0], device="cuda", clip=True)  # tiles of 2048
+    np.testing.assert_allclose(clipped, np.clip(on_host[0], 0, 1), atol=1e-4, rtol=0)

@@ -31,10 +31,7 @@ CURVE_TIMES = (1, 2, 4, 8, 15, 30, 60, 120, 240, 480)  # seconds at which the co
 
 
 def copy_outputs(network: Any, held: dict[str, tuple[np.ndarray, np.ndarray]], device: Any) -> list:
-    return [
-        (x, y, np.clip(apply_network(network, x, tile=512, device=device), 0, 1))
-        for x, y in held.values()
-    ]
+    return [(x, y, apply_network(network, x, device=device, clip=True)) for x, y in held.values()]
 
 
 def fidelity(outputs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:

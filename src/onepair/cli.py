@@ -40,7 +40,11 @@ def apply_command(
     run: Path = typer.Argument(..., help="run folder written by `onepair fit`"),
     images: list[Path] = typer.Argument(..., help="images to process"),
     out_dir: Path = typer.Option(..., "-o", "--out", help="folder for the results"),
-    tile: int = typer.Option(512, help="tile side in input pixels"),
+    tile: int | None = typer.Option(
+        None,
+        help="tile side in input pixels; default 512 on the CPU, 2048 on a GPU "
+        "(streamed TIFFs: 512 on both)",
+    ),
     bit_depth: int | None = typer.Option(None, help="8 or 16; default: as the input file"),
     device: str = typer.Option("auto"),
     compress: bool = typer.Option(False, help="zlib-compress streamed TIFF output"),
@@ -60,6 +64,7 @@ def apply_command(
     from onepair.imitator import Imitator
     from onepair.progress import counted
     from onepair.stream import apply_tiff
+    from onepair.tiling import TILE_CPU
 
     try:
         imitator = Imitator.load(run, device=device)
@@ -71,7 +76,7 @@ def apply_command(
                         imitator.network,
                         path,
                         out_dir / path.name,
-                        tile=tile,
+                        tile=tile or TILE_CPU,
                         bit_depth=bit_depth,
                         device=imitator.device,
                         on_tile=update,
@@ -84,7 +89,7 @@ def apply_command(
                 continue
             with counted(f"{path.name} tiles", enabled=not quiet) as update:
                 result = imitator.apply(
-                    load_image(path), tile=tile, on_tile=update, ensemble=ensemble
+                    load_image(path), tile=tile or "auto", on_tile=update, ensemble=ensemble
                 )
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
@@ -105,7 +110,7 @@ def eval_command(
         None, "-o", "--out", help="folder for eval.json/csv (default RUN/eval)"
     ),
     seed: int = typer.Option(1, help="seed of the target's degradations"),
-    tile: int = typer.Option(512),
+    tile: int | None = typer.Option(None, help="tile side; default 512 on the CPU, 2048 on a GPU"),
     check_determinism: bool = typer.Option(
         False, help="ask the target twice on the first image (one extra query)"
     ),
@@ -123,7 +128,7 @@ def eval_command(
                 target,
                 images,
                 seed=seed,
-                tile=tile,
+                tile=tile or "auto",
                 on_image=update,
                 check_determinism=check_determinism,
             )

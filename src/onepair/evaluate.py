@@ -101,7 +101,7 @@ def evaluate(
     images: Sequence[str | np.ndarray],
     names: Sequence[str] | None = None,
     seed: int = 1,
-    tile: int | None = 512,
+    tile: int | str | None = "auto",
     keep_outputs: bool = False,
     on_image: Callable[[int, int], None] | None = None,
     check_determinism: bool = False,

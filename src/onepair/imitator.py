@@ -105,27 +105,30 @@ class Imitator:
     def apply(
         self,
         image: np.ndarray,
-        tile: int | None = 512,
+        tile: int | str | None = "auto",
         clip: bool = True,
         on_tile: Callable[[int, int], None] | None = None,
         ensemble: bool = False,
     ) -> np.ndarray:
         """Imitate the black box on ``image`` (H, W, Cin) -> (s*H, s*W, Cout).
 
-        Tiled with ``tile x tile`` input tiles (``None``: whole image); the
-        result equals a whole-image pass. Clipped to [0, 1] unless ``clip=False``.
+        Tiled with ``tile x tile`` input tiles (``None``: whole image; ``"auto"``:
+        512 on the CPU, 2048 on a GPU); the result equals a whole-image pass.
+        Clipped to [0, 1] unless ``clip=False``.
         ``on_tile(done, total)`` reports progress after each tile. ``ensemble``
         averages the imitation over the flips and rotations the fit found the
         target equivariant to (:attr:`equivariances`; none: a plain pass), at
         that many times the cost.
         """
 
-        def run(x: np.ndarray) -> np.ndarray:
-            return apply_network(self.network, x, tile=tile, device=self.device, on_tile=on_tile)
+        def run(x: np.ndarray, clipped: bool = False) -> np.ndarray:
+            return apply_network(self.network, x, tile, self.device, on_tile, clipped)
 
         names = self.equivariances if ensemble else ["identity"]
-        out = run(image) if names == ["identity"] else dihedral.ensemble(run, image, names)
-        return np.clip(out, 0.0, 1.0) if clip else out
+        if names == ["identity"]:
+            return run(image, clip)
+        out = dihedral.ensemble(run, image, names)
+        return np.clip(out, 0.0, 1.0, out=out) if clip else out
 
     @property
     def equivariances(self) -> list[str]:

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 
-def open_target(location: str, tile: int = 512, device: str = "auto") -> Callable[..., np.ndarray]:
+def open_target(
+    location: str, tile: int | str = "auto", device: str = "auto"
+) -> Callable[..., np.ndarray]:
     """Load the run folder at ``location``; apply it tile by tile."""
     from onepair.imitator import Imitator
 
