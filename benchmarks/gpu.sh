@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The GPU measurements, sized for a few minutes of a lent GPU (docs/PERFORMANCE.md):
-#   1. apply throughput of the default imitator, 1k/4k/8k, in memory and streamed,
-#      tiles of 512 and 2048, and the 8k image with tiles copied from the host (A/B);
-#   2. time to fidelity of the default fit (1, 2, 5 s against a 40 s fit) on the
-#      three targets of benchmarks/time_to_fidelity.py, with batches of 16 and 64 beside it;
-#   3. MAXIM sigma 25 from a 256 x 256 example: four recipes side by side on the one
-#      GPU (each slowed by the others), 120 s each, from cached target outputs.
+# The GPU checks and measurements, sized for a lent GPU's few minutes (docs/PERFORMANCE.md,
+# "On a GPU"), each phase under its own time limit so that one failing leaves the others:
+#   1. the CUDA tests (graphed training steps, the apply's page-locked output);
+#   2. gpu_probe.py fit: the teacher denoiser for 5 s with the step replayed from a CUDA
+#      graph or run eagerly, at several batch sizes and learning rates;
+#   3. time to fidelity of the GPU default (1, 2, 5 s against a 40 s fit) on the three
+#      targets of benchmarks/time_to_fidelity.py, with lr 2e-3 and batches of 128 beside it;
+#   4. gpu_probe.py apply: copies each way, and whole applies of 1k/4k/8k images with the
+#      output page-locked or not and the input staged through page-locked memory or not;
+#   5. apply_speed.py, the GPU's tiles (2048), in memory (1k/4k/8k).
 # Run from the repository root; records and logs go to $DEST (default bench-out/gpu).
-# ONEPAIR_HOME must hold the denoiser teacher, FIDELITY_CACHE the MAXIM outputs.
+# ONEPAIR_HOME must hold the denoiser teacher.
 set -u
 DEST=${DEST:-bench-out/gpu}
 mkdir -p "$DEST"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
-cache=${FIDELITY_CACHE:-$HOME/.cache/onepair/fidelity}
 py=${PYTHON:-python3}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
@@ -24,31 +26,24 @@ phase() {  # name, seconds, command...
     echo "=== $name ($(date +%T))"
     timeout "$limit" "$@" >"$DEST/$name.log" 2>&1
     echo "exit $? after $SECONDS s"
-    tail -n 14 "$DEST/$name.log"
+    tail -n "${TAIL:-14}" "$DEST/$name.log"
 }
 
-phase apply 130 bash -c "
-  $py benchmarks/apply_speed.py --device cuda --sizes 1024 4096 8192 --memory-max 8192 \
-      --tile 512 -o $DEST/apply512 &&
-  $py benchmarks/apply_speed.py --device cuda --sizes 1024 8192 --memory-max 8192 \
-      --modes memory --tile 2048 --baseline '' -o $DEST/apply2048 &&
-  $py benchmarks/apply_speed.py --device cuda --sizes 8192 --memory-max 8192 --modes memory \
-      --tile 512 --baseline '' --host-tiles -o $DEST/apply-host"
+TAIL=6 phase tests 90 $py -m pytest -q -p no:cacheprovider -rs tests/test_steps.py \
+    tests/test_tiling.py
 
-phase ttf 300 $py benchmarks/time_to_fidelity.py --budgets 1 2 5 --long 40 --no-prototype \
-    --recipes default default:batch_size=16 default:batch_size=64 -o "$DEST/ttf"
+TAIL=12 phase fit 100 $py benchmarks/gpu_probe.py --parts fit --seconds 5 -o "$DEST/probe-fit"
 
-echo "=== maxim ($(date +%T))"
-n=0
-for r in default:augment=all,batch_size=16 \
-    default:depth=3,width=32,augment=all,batch_size=16 \
-    default:depth=4,width=32,augment=auto,batch_size=16,crop=96 \
-    default:depth=3,width=32,convs_per_level=2,augment=auto,batch_size=16,crop=96; do
-    n=$((n + 1))
-    timeout 150 $py benchmarks/fidelity.py --targets "noise:sigma=25|maxim" --recipes "$r" \
-        --budgets 120 --seeds 0 --sizes 256 --cache "$cache" -o "$DEST/maxim$n" \
-        >"$DEST/maxim$n.log" 2>&1 &
-done
-wait
-for i in 1 2 3 4; do tail -n 3 "$DEST/maxim$i.log"; done
+recipes=(--no-prototype --budgets 1 2 5 --recipes default-gpu default-gpu:lr=0.002
+    default-gpu:batch_size=128)
+TAIL=12 phase ttf 200 $py benchmarks/time_to_fidelity.py "${recipes[@]}" --long 40 \
+    --targets "noise:sigma=25|tv-denoise:weight=0.1" "noise:sigma=25|teacher-denoiser" \
+    -o "$DEST/ttf"
+TAIL=6 phase ttf-blur 45 $py benchmarks/time_to_fidelity.py "${recipes[@]}" --long 10 \
+    --targets "gaussian-blur:sigma=2" -o "$DEST/ttf-blur"
+
+TAIL=40 phase apply 90 $py benchmarks/gpu_probe.py --parts apply -o "$DEST/probe-apply"
+
+phase apply-speed 80 $py benchmarks/apply_speed.py --device cuda --sizes 1024 4096 8192 \
+    --memory-max 8192 --modes memory --baseline '' -o "$DEST/apply"
 echo "done after $SECONDS s"

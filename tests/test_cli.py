@@ -199,8 +199,8 @@ def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():
     assert preset_for("auto", "cpu", {"batch_size": 8}) == "default"  # neither: the device
     gpu_model, gpu_fit = PRESETS["default-gpu"]
     model, fit = PRESETS["default"]
-    assert gpu_model == model and gpu_fit.batch_size == 64
-    assert replace(gpu_fit, batch_size=fit.batch_size) == fit  # nothing else differs
+    assert gpu_model == model and gpu_fit.batch_size == 64 and gpu_fit.lr == 2 * fit.lr
+    assert replace(gpu_fit, batch_size=fit.batch_size, lr=fit.lr) == fit  # nothing else differs
 
 
 def test_a_fit_started_with_batches_of_64_resumes_with_them_under_the_auto_preset(tmp_path):
