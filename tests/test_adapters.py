@@ -186,6 +186,10 @@ def test_run_folder_is_a_target(tmp_path, photo):
     np.testing.assert_allclose(target(photo), imitator.apply(photo, tile=None), atol=1e-5)
     with pytest.raises(ValueError, match="not a run folder"):
         load_target(f"run:{tmp_path}")
+    with pytest.raises(ValueError, match="tile is 'big'; expected a side in pixels or auto"):
+        load_target(f"run:{tmp_path / 'run'}#tile=big")
+    auto = load_target(f"run:{tmp_path / 'run'}#device=cpu")  # tiles of 512 on the CPU
+    np.testing.assert_allclose(auto(photo), imitator.apply(photo, tile=None), atol=1e-5)
 
 
 def test_degradation_in_front_of_an_adapter(photo):

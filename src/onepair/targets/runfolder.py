@@ -15,18 +15,22 @@ import numpy as np
 
 
 def open_target(
-    location: str, tile: int | str = "auto", device: str = "auto"
+    location: str, tile: str = "auto", device: str = "auto"
 ) -> Callable[..., np.ndarray]:
-    """Load the run folder at ``location``; apply it tile by tile."""
+    """Load the run folder at ``location``; apply it tile by tile (``tile``: the side in
+    pixels, or ``auto``: 512 on the CPU, 2048 on a GPU)."""
     from onepair.imitator import Imitator
 
     folder = Path(location)
     if not (folder / "config.json").is_file():
         raise ValueError(f"run: {folder} is not a run folder (no config.json)")
+    if tile != "auto" and not tile.isdigit():
+        raise ValueError(f"run: tile is {tile!r}; expected a side in pixels or auto")
+    side: int | str = tile if tile == "auto" else int(tile)
     imitator = Imitator.load(folder, device=device)
 
     def apply(image: np.ndarray) -> np.ndarray:
-        return imitator.apply(image, tile=tile)
+        return imitator.apply(image, tile=side)
 
     apply.__name__ = folder.name
     return apply
