@@ -80,8 +80,11 @@ def serve(
             f"query this model{'' if token else '; set --token to require a bearer token'}"
         )
 
-    def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+    stoppers: list[threading.Thread] = []
+
+    def stop(signum: int, frame: object) -> None:  # shutdown() waits for serve_forever to end
+        stoppers.append(threading.Thread(target=server.shutdown, daemon=True))
+        stoppers[-1].start()
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = (
@@ -94,6 +97,11 @@ def serve(
             signal.signal(number, handler)
         server.server_close()
         server.wait_idle(timeout)
+        # Joined here, so that no stopping thread drops the last reference to the server
+        # (and with it the model's tensors) while the interpreter exits: a daemon thread
+        # freeing a tensor then is stopped inside torch's C++ code, and the process aborts.
+        for thread in stoppers:
+            thread.join()
         announce(f"stopped after {server.queries} queries ({server.pixels} pixels)")
 
 
