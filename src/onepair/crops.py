@@ -109,9 +109,9 @@ class CropSampler:
         cols = torch.randint(0, wd - self.crop + 1, (batch,), device=device)
         out = self._offsets_out
         return Batch(
-            self._gather_stacked(x, which, rows, cols, self._offsets, 1),
-            self._gather_stacked(y, which, rows, cols, out, self.scale),
-            self._gather_stacked(w, which, rows, cols, out, self.scale) if w is not None else None,
+            self._gather(x, which, rows, cols, self._offsets, 1),
+            self._gather(y, which, rows, cols, out, self.scale),
+            self._gather(w, which, rows, cols, out, self.scale) if w is not None else None,
         )
 
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
@@ -137,28 +137,18 @@ class CropSampler:
         rows = torch.randint(0, h - self.crop + 1, (batch,), generator=generator)
         cols = torch.randint(0, w - self.crop + 1, (batch,), generator=generator)
         rows, cols = rows.to(x.device), cols.to(x.device)
+        first = rows.new_zeros(batch)  # every crop from the one image of each stack of one
         out = self._offsets_out
         return Batch(
-            self._gather(x, rows, cols, self._offsets, 1),
-            self._gather(y, rows, cols, out, self.scale),
-            self._gather(self.w[index], rows, cols, out, self.scale) if self.w else None,
+            self._gather(x[None], first, rows, cols, self._offsets, 1),
+            self._gather(y[None], first, rows, cols, out, self.scale),
+            self._gather(self.w[index][None], first, rows, cols, out, self.scale)
+            if self.w
+            else None,
         )
 
     @staticmethod
     def _gather(
-        image: torch.Tensor,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
-        offsets: torch.Tensor,
-        scale: int,
-    ) -> torch.Tensor:
-        r = (rows * scale)[:, None] + offsets  # (B, crop)
-        c = (cols * scale)[:, None] + offsets  # (B, crop)
-        patches = image[:, r[:, :, None], c[:, None, :]]  # (C, B, crop, crop)
-        return patches.permute(1, 0, 2, 3).contiguous(memory_format=torch.channels_last)
-
-    @staticmethod
-    def _gather_stacked(
         images: torch.Tensor,
         which: torch.Tensor,
         rows: torch.Tensor,
@@ -166,9 +156,11 @@ class CropSampler:
         offsets: torch.Tensor,
         scale: int,
     ) -> torch.Tensor:
+        """Crop b of image ``which[b]`` of the (N, C, H, W) ``images`` at ``scale`` times
+        (``rows[b]``, ``cols[b]``): (B, C, crop, crop), channels-last."""
         r = (rows * scale)[:, None] + offsets  # (B, crop)
         c = (cols * scale)[:, None] + offsets  # (B, crop)
         # advanced indices around a slice put their dimensions first: (B, crop, crop, C),
-        # which is (B, C, crop, crop) in channels-last memory once permuted
+        # which is (B, C, crop, crop) in channels-last memory once permuted; one pass
         patches = images[which[:, None, None], :, r[:, :, None], c[:, None, :]]
         return patches.permute(0, 3, 1, 2)

@@ -114,12 +114,16 @@ class EagerStep:
         return self._run()
 
     def _run(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._update().detach()
+
+    def _update(self) -> torch.Tensor:
+        """Draw, loss, backward, Adam: the part of a step that a graph captures."""
         x, y, w = self.draw()
         loss = loss_of(self.network.residual(x), y, w, self.kind)  # type: ignore[operator]
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return loss.detach()
+        return loss
 
 
 class GraphStep(EagerStep):
@@ -169,10 +173,7 @@ class GraphStep(EagerStep):
         self.optimizer.zero_grad(set_to_none=True)
         try:
             with torch.cuda.graph(graph):
-                x, y, w = self.draw()
-                loss = loss_of(self.network.residual(x), y, w, self.kind)  # type: ignore[operator]
-                loss.backward()
-                self.optimizer.step()
+                loss = self._update()
         except RuntimeError as error:  # a step that cannot be captured still trains, eagerly
             log.warning(
                 "CUDA graph capture of the training step failed (%s); running eagerly", error
