@@ -37,9 +37,10 @@ TILE_CPU = 512
 TILE_CUDA = 2048
 # On CUDA (docs/PERFORMANCE.md, "On a GPU"): the output comes back into page-locked
 # host memory, which the GPU writes at full speed, and is returned in place (torch's
-# pinned-memory cache reuses the block for the next apply of that size); copying it
-# into a fresh pageable array ran at 92 megapixels/s on an H200. The input can be
-# staged through page-locked memory too.
+# pinned-memory cache reuses the block for the next apply of that size), and the input
+# goes over through page-locked memory. On an H200 an 8192 x 8192 output took 579 ms
+# into a fresh pageable array and 15 ms into page-locked memory; the apply ran at 203
+# megapixels/s with both switches, 166 with the output's alone, 68 with neither.
 CUDA_PINNED_OUTPUT = True
 CUDA_PINNED_INPUT = True
 
