@@ -473,3 +473,40 @@ def test_url_and_options_are_checked_at_open_time():
         open_target("http://127.0.0.1:1/", bit_depth=12)
     with pytest.raises(ValueError, match="unknown parameter 'colour'.*retries"):
         load_target("http://127.0.0.1:1/#colour=red")
+
+
+def test_serve_returns_only_after_the_thread_that_stopped_it(monkeypatch):
+    """The signal handler stops the server from a thread; serve() joins it before
+    returning. Left running, that thread could drop the last reference to the server
+    (and a model's tensors) while the interpreter exits, which aborted the process. Here
+    the stopping thread lingers after the shutdown: serve() must wait for it."""
+    from onepair import server as server_module
+    from onepair.serve import serve
+
+    finished = threading.Event()
+    shutdown = server_module.Server.shutdown
+
+    def lingering(self) -> None:
+        shutdown(self)
+        time.sleep(0.5)
+        finished.set()
+
+    monkeypatch.setattr(server_module.Server, "shutdown", lingering)
+    lines: list[str] = []
+    default = signal.getsignal(signal.SIGTERM)
+
+    def terminate() -> None:  # as SIGTERM from outside, once serve() handles it (never before)
+        deadline = time.monotonic() + 60
+        while signal.getsignal(signal.SIGTERM) == default and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if signal.getsignal(signal.SIGTERM) != default:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def announce(line: str) -> None:
+        lines.append(line)
+        if "serving" in line:
+            threading.Thread(target=terminate, daemon=True).start()
+
+    serve("gaussian-blur:sigma=2", port=0, announce=announce)
+    assert finished.is_set(), "serve() returned while the thread stopping it still ran"
+    assert re.search(r"stopped after 0 queries", lines[-1]), lines
