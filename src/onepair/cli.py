@@ -76,7 +76,7 @@ def apply_command(
                         imitator.network,
                         path,
                         out_dir / path.name,
-                        tile=tile or TILE_CPU,
+                        tile=TILE_CPU if tile is None else tile,
                         bit_depth=bit_depth,
                         device=imitator.device,
                         on_tile=update,
@@ -89,7 +89,10 @@ def apply_command(
                 continue
             with counted(f"{path.name} tiles", enabled=not quiet) as update:
                 result = imitator.apply(
-                    load_image(path), tile=tile or "auto", on_tile=update, ensemble=ensemble
+                    load_image(path),
+                    tile="auto" if tile is None else tile,
+                    on_tile=update,
+                    ensemble=ensemble,
                 )
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
@@ -128,7 +131,7 @@ def eval_command(
                 target,
                 images,
                 seed=seed,
-                tile=tile or "auto",
+                tile="auto" if tile is None else tile,
                 on_image=update,
                 check_determinism=check_determinism,
             )
