@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from onepair import server
 from onepair.cli import _fail, app, err, out
 
 
@@ -127,15 +128,17 @@ def targets_command() -> None:
 @app.command("serve")
 def serve_command(
     what: str = typer.Argument(..., help="a target spec, or a run folder (an imitator)"),
-    host: str = typer.Option("127.0.0.1", help="address to bind (loopback by default)"),
-    port: int = typer.Option(8765, help="port; 0 picks a free one"),
-    max_body: int = typer.Option(64 * 2**20, help="largest request body in bytes"),
-    concurrency: int = typer.Option(4, help="requests processed at once"),
-    timeout: float = typer.Option(30.0, help="seconds a client may take to send its request"),
+    host: str = typer.Option(server.HOST, help="address to bind (loopback by default)"),
+    port: int = typer.Option(server.PORT, help="port; 0 picks a free one"),
+    max_body: int = typer.Option(server.MAX_BODY, help="largest request body in bytes"),
+    concurrency: int = typer.Option(server.CONCURRENCY, help="requests processed at once"),
+    timeout: float = typer.Option(
+        server.TIMEOUT, help="seconds a client may take to send its request"
+    ),
     token: str | None = typer.Option(
         None, envvar="ONEPAIR_TOKEN", help="require 'Authorization: Bearer TOKEN'"
     ),
-    max_pixels: int = typer.Option(64 * 2**20, help="largest image (H x W) accepted"),
+    max_pixels: int = typer.Option(server.MAX_PIXELS, help="largest image (H x W) accepted"),
 ) -> None:
     """Serve a target or an imitator as the HTTP API the http:// target speaks."""
     from onepair.serve import serve

@@ -40,19 +40,19 @@ from pathlib import Path
 
 import numpy as np
 
-from onepair.server import create_server
+from onepair.server import CONCURRENCY, HOST, MAX_BODY, MAX_PIXELS, PORT, TIMEOUT, create_server
 
 
 def serve(
     what: str,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    max_body: int = 64 * 2**20,
-    concurrency: int = 4,
-    timeout: float = 30.0,
+    host: str = HOST,
+    port: int = PORT,
+    max_body: int = MAX_BODY,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
     token: str | None = None,
     announce: Callable[[str], None] = print,
-    max_pixels: int = 64 * 2**20,
+    max_pixels: int = MAX_PIXELS,
 ) -> None:
     """Serve ``what`` (a target spec or an imitator run folder) until SIGINT or SIGTERM.
 

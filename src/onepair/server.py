@@ -22,18 +22,25 @@ import numpy as np
 from onepair.images import ImageError, decode_image, encode_image, shape_str
 
 POST_PATHS = ("/", "/run")
+# The defaults of a server's address and limits, for ``create_server``, ``serve`` and
+# ``onepair serve`` alike.
+HOST, PORT = "127.0.0.1", 8765
+MAX_BODY = 64 * 2**20  # bytes of one request's body
+MAX_PIXELS = 64 * 2**20  # H x W of one image
+CONCURRENCY = 4  # requests processed at once
+TIMEOUT = 30.0  # seconds a client may take to send, and a request may wait for a slot
 
 
 def create_server(
     target: Callable[[np.ndarray], np.ndarray],
     name: str,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    max_body: int = 64 * 2**20,
-    concurrency: int = 4,
-    timeout: float = 30.0,
+    host: str = HOST,
+    port: int = PORT,
+    max_body: int = MAX_BODY,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
     token: str | None = None,
-    max_pixels: int = 64 * 2**20,
+    max_pixels: int = MAX_PIXELS,
 ) -> Server:
     """A bound (not yet serving) :class:`Server`; call ``serve_forever()`` on it."""
     if max_body < 1 or concurrency < 1 or timeout <= 0 or max_pixels < 1:
@@ -63,7 +70,7 @@ class Server(ThreadingHTTPServer):
         concurrency: int,
         timeout: float,
         token: str | None,
-        max_pixels: int = 64 * 2**20,
+        max_pixels: int = MAX_PIXELS,
     ):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)
