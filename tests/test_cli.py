@@ -203,6 +203,28 @@ def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():
     assert replace(gpu_fit, batch_size=fit.batch_size, lr=fit.lr) == fit  # nothing else differs
 
 
+def test_the_fidelity_preset_fits_its_deep_network_on_crops_of_96_and_tests_equivariance(
+    tmp_path,
+):
+    """``--preset fidelity``: a 4-level U-Net of 32 channels (59 x 59 view), crops of 96,
+    and flips and rotations kept only where the held-out blocks show equivariance."""
+    made = invoke(
+        "query", "gaussian-blur:sigma=1", "builtin:astronaut", "--size", "128", "-o", tmp_path
+    )
+    assert made.exit_code == 0, made.output
+    pair = [tmp_path / "input.png", tmp_path / "output.png"]
+    run = tmp_path / "run"
+    done = invoke("fit", *pair, "-o", run, "--preset", "fidelity", "--steps", "8", "--quiet")
+    assert done.exit_code == 0, done.output
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["model"]["depth"] == 4 and saved["model"]["width"] == 32
+    assert saved["fit"]["crop"] == 96 and saved["fit"]["augment"] == "auto"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["receptive_field"] == 59
+    # a blur commutes with every flip and rotation: the check on the blocks ran and kept some
+    assert metrics["equivariance_psnr"] is not None and "identity" in metrics["augment"]
+
+
 def test_a_fit_started_with_batches_of_64_resumes_with_them_under_the_auto_preset(tmp_path):
     """A fit begun on a GPU (default-gpu) and resumed on this CPU keeps its batch size."""
     import torch
