@@ -255,3 +255,23 @@ def test_zoo_names_are_listed_by_load_target(tmp_path, monkeypatch):
     target = load_target("teacher-tissue:architecture=plain")
     with pytest.raises(ValueError, match="train-teacher tissue .* --loss cross-entropy"):
         target(np.zeros((8, 8, 3), np.float32))
+
+
+def test_a_teacher_of_a_step_budget_is_the_same_on_a_slow_machine(tmp_path, monkeypatch):
+    """The default budget is :data:`teachers.STEPS` steps, no wall time: the schedule and
+    the stopping point depend on the step alone, so a slower machine trains the same
+    teacher (a wall-time budget gave two machines teachers of very different difficulty)."""
+    import inspect
+
+    from onepair import teacher_train
+
+    defaults = inspect.signature(train_teacher).parameters
+    assert defaults["steps"].default == teachers.STEPS and defaults["seconds"].default is None
+    fast = tiny_teacher("stain", tmp_path / "fast", steps=6)
+    clock = iter(range(0, 10**6, 50))  # 50 s between any two readings of the clock
+    monkeypatch.setattr(teacher_train.time, "perf_counter", lambda: float(next(clock)))
+    slow = tiny_teacher("stain", tmp_path / "slow", steps=6)
+    assert slow.metrics["steps"] == fast.metrics["steps"] == 6
+    assert slow.metrics["seconds"] > 100 * fast.metrics["seconds"]
+    for key, value in fast.network.state_dict().items():
+        assert torch.equal(slow.network.state_dict()[key], value), key

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from onepair.cli import _fail, app, out
+from onepair.teachers import STEPS
 
 zoo_app = typer.Typer(no_args_is_help=True, help="The zoo of target models: train teachers.")
 app.add_typer(zoo_app, name="zoo")
@@ -29,10 +30,11 @@ def train_teacher_command(
     loss: str | None = typer.Option(
         None, help="l2 | l1 | perceptual | adversarial (default l2; tissue: cross-entropy)"
     ),
-    seconds: float = typer.Option(
-        300.0, help="wall-clock budget; 0: none (then --steps alone decides)"
+    steps: int = typer.Option(
+        STEPS,
+        help="step budget: the same teacher on every machine; 0: none (then --seconds decides)",
     ),
-    steps: int | None = typer.Option(None, help="step budget (whichever ends first)"),
+    seconds: float = typer.Option(0.0, help="wall-clock budget, whichever ends first; 0: none"),
     width: int = typer.Option(16, help="channels at full resolution"),
     batch_size: int = typer.Option(8),
     crop: int = typer.Option(48),
@@ -63,7 +65,7 @@ def train_teacher_command(
             architecture,
             loss,
             seconds=seconds if seconds > 0 else None,
-            steps=steps,
+            steps=steps if steps > 0 else None,
             seed=seed,
             device=device,
             show_progress=not quiet,

@@ -23,7 +23,7 @@ from onepair.teacher_store import (
     restore_checkpoint,
     store_checkpoint,
 )
-from onepair.teachers import check_choices, default_loss
+from onepair.teachers import STEPS, check_choices, default_loss
 
 if TYPE_CHECKING:
     from onepair.imitator import Imitator
@@ -36,8 +36,8 @@ def train_teacher(
     out_dir: str | Path,
     architecture: str = "unet",
     loss: str | None = None,
-    seconds: float | None = 300.0,
-    steps: int | None = None,
+    seconds: float | None = None,
+    steps: int | None = STEPS,
     seed: int = 0,
     device: str = "auto",
     show_progress: bool = True,
@@ -55,11 +55,12 @@ def train_teacher(
 
     ``loss`` defaults to the task's natural loss (``l2``; ``cross-entropy`` for
     tissue). The budget is ``steps`` and/or ``seconds`` of wall time, whichever
-    ends first (at least one is needed). ``images`` restricts a denoiser to
+    ends first (at least one is needed); by default :data:`STEPS` steps, the same
+    teacher on every machine. ``images`` restricts a denoiser to
     some of its images. ``resume=True`` continues an interrupted run in
     ``out_dir`` (same settings but budget and device) or returns a finished one.
 
-    >>> teacher = train_teacher("denoiser", "teachers/dn", seconds=180)  # doctest: +SKIP
+    >>> teacher = train_teacher("denoiser", "teachers/dn", steps=2000)  # doctest: +SKIP
     >>> teacher.apply(noisy)                                              # doctest: +SKIP
     """
     import torch

@@ -49,6 +49,12 @@ ARCHITECTURES = ("unet", "plain", "attention")
 LOSSES = ("l2", "l1", "perceptual", "adversarial")
 CLASSIFIER_LOSS = "cross-entropy"
 
+# A teacher's default budget: a number of steps, not of seconds, so that every machine
+# trains the same teacher (up to floating-point order). On 300 s of wall time a 2-core
+# Intel Xeon made 8,083 staining steps, a 2-core AMD EPYC of half its speed far fewer,
+# and the two teachers were targets of very different difficulty (docs/FIDELITY.md).
+STEPS = 8000
+
 
 def default_loss(task: str) -> str:
     """The loss a task trains with unless told otherwise."""
