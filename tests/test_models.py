@@ -67,6 +67,7 @@ def measured_dependencies(network, size, scale, positions):
     [
         (UNetConfig(depth=2, width=4, convs_per_level=2, skip=Skip.NONE), 1),
         (UNetConfig(depth=3, width=4, skip=Skip.NONE), 1),
+        (UNetConfig(depth=4, width=4, growth=1, skip=Skip.NONE), 1),
         (UNetConfig(depth=3, width=4, kernel_size=5, convs_per_level=1, skip=Skip.NONE), 1),
         (UNetConfig(depth=2, width=4, skip=Skip.NONE), 2),
         (UNetConfig(depth=2, width=4, unshuffle=2, skip=Skip.NONE), 1),
@@ -93,6 +94,7 @@ def test_impulse_response_lies_inside_computed_receptive_field(config, scale):
     [
         UNetConfig(depth=3, width=4),
         UNetConfig(depth=2, width=4, unshuffle=2),
+        UNetConfig(depth=4, width=4, growth=1),
         PlainConfig(receptive_field=7, width=4),
     ],
 )
@@ -127,6 +129,7 @@ def test_skip_paths_start_the_network_at_the_skip():
     [
         (lambda: PlainConfig(receptive_field=30), "must be 1 \\+ n\\*2"),
         (lambda: UNetConfig(depth=0), "UNetConfig.depth is 0"),
+        (lambda: UNetConfig(growth=0), "UNetConfig.growth is 0; expected >= 1"),
         (lambda: UNetConfig(kernel_size=4), "expected odd"),
         (lambda: UNetConfig(skip="sideways"), "'sideways' is not a valid Skip"),
         (lambda: UNetConfig(activation="gelu"), "activation is 'gelu'; expected one of"),
@@ -146,10 +149,23 @@ def test_config_dict_round_trip():
     for config in (
         UNetConfig(depth=4, skip=Skip.NONE),
         UNetConfig(activation="relu"),
+        UNetConfig(depth=3, growth=1),
         PlainConfig(batchnorm=True),
     ):
         assert config_from_dict(config_to_dict(config)) == config
     assert isinstance(build(PlainConfig(), 3, 3), PlainCNN)
+
+
+def test_growth_sets_the_channels_of_each_level_and_old_runs_double_them():
+    def level_channels(config):
+        return [block[0].out_channels for block in build(config, 3, 3).enc]
+
+    assert level_channels(UNetConfig(depth=4, width=8)) == [8, 16, 32, 64]
+    assert level_channels(UNetConfig(depth=4, width=8, growth=1)) == [8, 8, 8, 8]
+    assert level_channels(UNetConfig(depth=3, width=4, growth=3)) == [4, 12, 36]
+    saved = config_to_dict(UNetConfig(depth=3))
+    del saved["growth"]  # runs saved before the field doubled the channels per level
+    assert config_from_dict(saved).growth == 2
 
 
 def test_unets_saved_before_the_activation_field_load_with_plain_relu():

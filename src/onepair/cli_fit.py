@@ -35,6 +35,9 @@ def fit_command(
     width: int | None = typer.Option(None, help="channels at full resolution"),
     kernel_size: int | None = typer.Option(None),
     convs_per_level: int | None = typer.Option(None, help="U-Net convolutions per level"),
+    growth: int | None = typer.Option(
+        None, help="U-Net channel factor per level: 2 doubles them, 1 keeps --width"
+    ),
     unshuffle: int | None = typer.Option(
         None, help="U-Net space-to-depth factor: its body runs at 1/f size"
     ),

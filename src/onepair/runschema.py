@@ -79,6 +79,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "width": _int(1, 1024),
         "kernel_size": _odd(1, 31),
         "convs_per_level": _int(1, 8),
+        "growth": _int(1, 4),
         "unshuffle": _int(1, 8),
         "skip": SKIP,
         "linear_kernel": LINEAR_KERNEL,

@@ -2,7 +2,10 @@
 
 Levels of ``convs_per_level`` convolutions (kernel ``kernel_size``, then
 ``activation``: leaky ReLU by default),
-``width * 2**level`` channels, 2x2 stride-2 convolutions down, 2x2 stride-2
+``width * growth**level`` channels (``growth`` 2 doubles them at each level, as the
+paper's U-Net does; 1 keeps them all at ``width``, which widens the view of a
+small network at little cost: a level at 1/4 the pixels of the one above it
+costs 1/4 as much at equal channels), 2x2 stride-2 convolutions down, 2x2 stride-2
 transposed convolutions up, skip concatenations, then the shared head and skip
 path of :class:`~onepair.models.network.Network`.
 
@@ -43,6 +46,7 @@ class UNetConfig:
     width: int = 8
     kernel_size: int = 3
     convs_per_level: int = 1
+    growth: int = 2
     unshuffle: int = 1
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
@@ -58,7 +62,7 @@ class UNetConfig:
                 f"UNetConfig.activation is {self.activation!r}; expected one of "
                 + ", ".join(ACTIVATIONS)
             )
-        for name in ("depth", "width", "convs_per_level", "unshuffle"):
+        for name in ("depth", "width", "convs_per_level", "growth", "unshuffle"):
             if getattr(self, name) < 1:
                 raise ValueError(f"UNetConfig.{name} is {getattr(self, name)}; expected >= 1")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -89,7 +93,7 @@ class UNet(Network):
         super().__init__(config, in_channels, out_channels, scale)
         c, k, n, d = config.width, config.kernel_size, config.convs_per_level, config.depth
         f = config.unshuffle
-        chans = [c * 2**i for i in range(d)]
+        chans = [c * config.growth**i for i in range(d)]
         self.enc = nn.ModuleList(
             _block(in_channels * f * f if i == 0 else chans[i], chans[i], k, n, config.activation)
             for i in range(d)
@@ -128,11 +132,11 @@ class UNet(Network):
             x = F.pixel_unshuffle(x, self.config.unshuffle)  # (B, Cin*f*f, H/f, W/f)
         skips = []
         for i, block in enumerate(self.enc):
-            x = block(x)  # (B, width*2^i, H/2^i, W/2^i)
+            x = block(x)  # (B, width*growth^i, H/2^i, W/2^i)
             if i < len(self.down):
                 skips.append(x)
                 x = self.down[i](x)
         for i in reversed(range(len(self.up))):
-            x = self.up[i](x)  # (B, width*2^i, H/2^i, W/2^i)
+            x = self.up[i](x)  # (B, width*growth^i, H/2^i, W/2^i)
             x = self.dec[i](torch.cat([x, skips[i]], dim=1))
         return x  # (B, width, H/f, W/f)
