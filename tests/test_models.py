@@ -16,6 +16,7 @@ from onepair.models import (
     config_from_dict,
     config_to_dict,
 )
+from onepair.presets import preset
 
 
 @pytest.mark.parametrize(
@@ -162,10 +163,13 @@ def test_growth_sets_the_channels_of_each_level_and_old_runs_double_them():
 
     assert level_channels(UNetConfig(depth=4, width=8)) == [8, 16, 32, 64]
     assert level_channels(UNetConfig(depth=4, width=8, growth=1)) == [8, 8, 8, 8]
+    deep = preset("deep", 3, 3, 1)[0]  # a third level at the default's cost to apply
+    assert level_channels(deep) == [8, 8, 8] and build(deep, 3, 3).receptive_field().size == 27
     assert level_channels(UNetConfig(depth=3, width=4, growth=3)) == [4, 12, 36]
     saved = config_to_dict(UNetConfig(depth=3))
     del saved["growth"]  # runs saved before the field doubled the channels per level
     assert config_from_dict(saved).growth == 2
+    assert build(preset("first-default", 3, 3, 1)[0], 3, 3).num_params() == 90_387
 
 
 def test_unets_saved_before_the_activation_field_load_with_plain_relu():

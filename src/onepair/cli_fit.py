@@ -26,7 +26,7 @@ def fit_command(
     preset: str = typer.Option(
         "auto",
         help="recipe: auto (default-gpu on a CUDA device, else default) | default | "
-        "default-gpu | first-default | fidelity | paper-prototype",
+        "default-gpu | deep | first-default | fidelity | paper-prototype",
     ),
     architecture: str | None = typer.Option(
         None, help="unet | plain | attention (overrides the preset)"
