@@ -100,6 +100,7 @@ def test_run_folder_round_trip_gives_identical_outputs(tmp_path, blur_pair, phot
         "width": 8,
         "kernel_size": 3,
         "convs_per_level": 1,
+        "growth": 2,
         "unshuffle": 1,
         "skip": "linear",
         "linear_kernel": 7,

@@ -208,6 +208,8 @@ FIELD_CASES = [
         "model.convs_per_level is 3.0 (number); expected an integer in 1..8",
     ),
     ("unet", "model.convs_per_level", 9, "model.convs_per_level is 9; expected an integer in 1..8"),
+    ("unet", "model.growth", 0, "model.growth is 0; expected an integer in 1..4"),
+    ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (
         "unet",
@@ -309,7 +311,7 @@ FIELD_CASES = [
         "model.dept",
         3,
         "model has unknown fields ['dept'] for architecture 'unet'; "
-        "valid fields: depth, width, kernel_size, convs_per_level, unshuffle, skip, "
+        "valid fields: depth, width, kernel_size, convs_per_level, growth, unshuffle, skip, "
         "linear_kernel, activation",
     ),
     (
