@@ -27,6 +27,7 @@ SAMPLES = {
     "brick": "brick",
     "grass": "grass",
     "gravel": "gravel",
+    "motorcycle": "stereo_motorcycle",  # the left view of the stereo pair
 }
 PREFIX = "builtin:"
 
@@ -37,7 +38,10 @@ def sample(name: str, size: int | None = None) -> np.ndarray:
         raise ValueError(f"unknown built-in image {name!r}; known: {', '.join(SAMPLES)}")
     from skimage import data
 
-    image = as_image(getattr(data, SAMPLES[name])(), f"builtin:{name}")
+    loaded = getattr(data, SAMPLES[name])()
+    if isinstance(loaded, tuple):  # a stereo pair and its disparity: the first view
+        loaded = loaded[0]
+    image = as_image(loaded, f"builtin:{name}")
     return image if size is None else crop_center(image, size, f"builtin:{name}")
 
 
