@@ -19,6 +19,10 @@ Target outputs are cached (``--cache``): MAXIM takes minutes to load.
     python benchmarks/fidelity.py --targets "noise:sigma=25|maxim" \\
         --recipes first-default default --budgets 900 --seeds 0 -o bench-out
 
+``--examples 2`` adds a second pair from another photograph (``EXTRA_EXAMPLES``, the
+central crop of the same side, noise of its own), fitted together with the first: how
+fidelity scales with a second example, beside ``--sizes`` for a larger first one.
+
 ``--resume`` keeps the rows already in ``OUT/fidelity.json`` and runs the rest.
 """
 
@@ -39,6 +43,7 @@ from onepair.evaluate import model_input
 from onepair.fit import fit
 from onepair.metrics import psnr, ssim
 from onepair.pairs import Pair, baseline
+from onepair.samples import sample
 from onepair.targets import load_target
 from zoo import images
 
@@ -51,10 +56,13 @@ HARD_TARGETS = {  # spec: the zoo's image kind
     "noise:sigma=25|bm3d": "photo",
     "realesr-animevideov3-x2": "photo",
 }
+# further examples for --examples, by image kind: photographs none of the held-out ones
+EXTRA_EXAMPLES = {"photo": ("motorcycle",)}
 COLUMNS = [
     "target",
     "recipe",
     "size",
+    "examples",
     "budget_s",
     "seeds",
     "psnr",
@@ -91,6 +99,27 @@ def cached_pairs(spec: str, kind: str, size: int, held_size: int, seed: int, cac
     return Pair.of(x, y), held
 
 
+def extra_pairs(spec: str, kind: str, size: int, examples: int, cache: Path) -> list[Pair]:
+    """The pairs beyond the first for ``examples`` in all, queried once."""
+    names = EXTRA_EXAMPLES.get(kind, ())
+    if examples - 1 > len(names):
+        raise ValueError(
+            f"--examples {examples}: {kind!r} targets have {len(names) + 1} example image(s)"
+        )
+    pairs = []
+    for index, name in enumerate(names[: examples - 1]):
+        key = hashlib.sha256(json.dumps([spec, name, size]).encode()).hexdigest()
+        path = cache / f"extra-{key[:16]}.npz"
+        if not path.is_file():
+            target = load_target(spec)
+            x = target.degrade(sample(name, size), 2000 + index)  # noise of its own
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(path, x=x, y=target(x))
+        data = np.load(path)
+        pairs.append(Pair.of(data["x"], data["y"]))
+    return pairs
+
+
 def score(imitator, held, ensemble: bool) -> dict:
     """Mean PSNR/SSIM of the imitation against the target on the held-out images."""
     rows = []
@@ -113,8 +142,9 @@ def score(imitator, held, ensemble: bool) -> dict:
     return out
 
 
-def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
+def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1) -> dict:
     pair, held = cached_pairs(spec, kind, size, held_size, 0, cache)
+    pairs = [pair, *extra_pairs(spec, kind, size, examples, cache)]
     name, _, changes = text.partition(":")
     chooses = name == "auto"
     model, config = recipe(
@@ -122,9 +152,9 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
     )
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     if chooses:
-        imitator = auto_fit(pair, config, show_progress=False)
+        imitator = auto_fit(pairs, config, show_progress=False)
     else:
-        imitator = fit(pair, model, config, show_progress=False)
+        imitator = fit(pairs, model, config, show_progress=False)
     plain = score(imitator, held, ensemble=False)
     transforms = imitator.equivariances
     ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
@@ -132,6 +162,7 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache) -> dict:
         "target": spec,
         "recipe": text,
         "size": size,
+        "examples": examples,
         "held_out_size": held_size,
         "budget_s": seconds,
         "seed": seed,
@@ -153,9 +184,10 @@ def summary(rows: list[dict]) -> list[dict]:
     """Rows grouped over seeds: mean (and spread) of each figure."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["target"], r["recipe"], r["size"], r["budget_s"]), []).append(r)
+        key = (r["target"], r["recipe"], r["size"], r.get("examples", 1), r["budget_s"])
+        groups.setdefault(key, []).append(r)
     out = []
-    for (target, text, size, budget), group in groups.items():
+    for (target, text, size, examples, budget), group in groups.items():
         mean = {
             k: float(np.mean([g[k] for g in group]))
             if all(g.get(k) is not None for g in group)
@@ -168,6 +200,7 @@ def summary(rows: list[dict]) -> list[dict]:
                 "target": target,
                 "recipe": text,
                 "size": size,
+                "examples": examples,
                 "budget_s": budget,
                 "seeds": len(group),
                 **mean,
@@ -184,6 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--budgets", type=float, nargs="+", default=[120, 300, 900])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="example sides")
+    parser.add_argument(
+        "--examples", type=int, default=1, help="pairs to fit on (2: a second photograph)"
+    )
     parser.add_argument("--held-out-size", type=int, default=256)
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache/onepair/fidelity", help="queries"
@@ -197,20 +233,26 @@ def main(argv: list[str] | None = None) -> dict:
     path = Path(args.out) / "fidelity.json"
     rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
     skipped: dict[str, str] = {}
-    done = {(r["target"], r["recipe"], r["size"], r["budget_s"], r["seed"]) for r in rows}
+    if args.examples < 1:
+        parser.error(f"--examples must be 1 or more, not {args.examples}")
+    n = args.examples
+    done = {
+        (r["target"], r["recipe"], r["size"], r.get("examples", 1), r["budget_s"], r["seed"])
+        for r in rows
+    }
     for spec in args.targets:
         kind = HARD_TARGETS.get(spec, "photo")
         for size in args.sizes:
             for text in args.recipes:
                 for seconds in args.budgets:
                     for seed in args.seeds:
-                        if (spec, text, size, seconds, seed) in done or spec in skipped:
+                        if (spec, text, size, n, seconds, seed) in done or spec in skipped:
                             continue
                         started = time.perf_counter()
                         try:
                             row = measure(
                                 spec, kind, text, size, args.held_out_size, seconds, seed,
-                                args.cache,
+                                args.cache, n,
                             )  # fmt: skip
                         except (ValueError, ImportError, FileNotFoundError) as error:
                             skipped[spec] = str(error).splitlines()[0][:300]
@@ -221,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict:
                         if row["auto"]:
                             ens += f", chose {row['auto']['chosen']}"
                         print(
-                            f"fidelity  {spec}  {text}  {size}px  {seconds:g} s  seed {seed}: "
+                            f"fidelity  {spec}  {text}  {size}px x {n}  {seconds:g} s  "
+                            f"seed {seed}: "
                             f"{row['psnr']:.2f} dB{ens} (floor {row['floor_psnr']:.2f}, "
                             f"val {row['val_psnr']:.2f}, {row['steps']} steps, "
                             f"{time.perf_counter() - started:.0f} s in all)",

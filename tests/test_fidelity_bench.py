@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -57,3 +58,33 @@ def test_auto_recipe_records_the_choice_and_every_candidates_estimate(tmp_path) 
     assert row["auto"]["chosen"] in CANDIDATES
     assert row["val_psnr"] == row["auto"]["estimate_psnr"]
     assert row["psnr"] > row["floor_psnr"] + 20
+
+
+def test_a_second_example_is_fitted_with_the_first_and_recorded_apart(tmp_path, monkeypatch):
+    from onepair.samples import sample
+    from onepair.targets import load_target
+
+    spec = "gaussian-blur:sigma=2"
+    args = ["--targets", spec, "--budgets", "1", "--seeds", "0", "--recipes", "default"]
+    args += ["--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    fitted: list[list] = []
+    real_fit = fidelity.fit
+    monkeypatch.setattr(
+        fidelity, "fit", lambda p, *a, **k: fitted.append(p) or real_fit(p, *a, **k)
+    )
+    fidelity.main(args)
+    record = fidelity.main([*args, "--examples", "2", "--resume"])
+    assert [len(pairs) for pairs in fitted] == [1, 2]  # the one-example row was kept
+    first, second = fitted[1]
+    assert np.array_equal(first.input, fitted[0][0].input)
+    assert np.array_equal(second.input, sample("motorcycle", 256))  # a blur adds no noise
+    assert np.allclose(second.output, load_target(spec)(second.input), atol=1e-6)
+    assert [(r["examples"], r["psnr"] > r["floor_psnr"] + 20) for r in record["rows"]] == [
+        (1, True),
+        (2, True),
+    ]
+    assert [s["examples"] for s in record["summary"]] == [1, 2]
+    # the microscopy targets have one example image: refused before any query
+    with pytest.raises(ValueError, match="--examples 2: 'ihc' targets have 1 example image"):
+        fidelity.extra_pairs("hematoxylin|teacher-stain", "ihc", 256, 2, tmp_path)
+    assert fidelity.extra_pairs("hematoxylin|teacher-stain", "ihc", 256, 1, tmp_path) == []
