@@ -227,14 +227,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resume", action="store_true", help="keep rows already measured")
     parser.add_argument("-o", "--out", default="bench-out", help="folder for fidelity.json")
     args = parser.parse_args(argv)
+    if args.examples < 1:
+        parser.error(f"--examples must be 1 or more, not {args.examples}")
 
     info = machine()
     print(machine_line(info), flush=True)
     path = Path(args.out) / "fidelity.json"
     rows = json.loads(path.read_text())["rows"] if args.resume and path.is_file() else []
     skipped: dict[str, str] = {}
-    if args.examples < 1:
-        parser.error(f"--examples must be 1 or more, not {args.examples}")
     n = args.examples
     done = {
         (r["target"], r["recipe"], r["size"], r.get("examples", 1), r["budget_s"], r["seed"])

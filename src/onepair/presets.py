@@ -29,11 +29,12 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     # (teacher, two examples) over 2e-3
     "default-gpu": (UNetConfig(), FitConfig(batch_size=64, lr=4e-3)),
     # a third level at the default's 8 channels (growth 1: no doubling), receptive field 27:
-    # on a 2-core Xeon, two seeds of 2-minute fits on five hard targets, level with the
-    # default or 0.2-0.9 dB ahead, but 0.95 dB behind it on MAXIM sigma 25 after 15
-    # minutes (one seed; docs/FIDELITY.md); it applies at about 0.85 times the
-    # default's speed and trains 25 % fewer steps a second, so it is slower to its
-    # plateau (the denoiser teacher: 34.58 dB at 60 s against the default's 35.12)
+    # on a 2-core Xeon, ahead of the default on seven hard targets after 5 minutes (one
+    # seed), within 0.2 dB of it or ahead on the means of three seeds at 2 minutes, but
+    # 0.95 dB behind it on MAXIM sigma 25 after 15 minutes (one seed; docs/FIDELITY.md);
+    # it applies at about 0.85 times the default's speed and trains 25 % fewer steps a
+    # second, so it is slower to its plateau (the denoiser teacher: 34.58 dB at 60 s
+    # against the default's 35.12)
     "deep": (UNetConfig(depth=3, growth=1), FitConfig()),
     # the default until the speed work (docs/PERFORMANCE.md): issue 4's "first default"
     "first-default": (UNetConfig(depth=3, width=16), FitConfig()),
