@@ -609,7 +609,8 @@ def run_case(
     loaders: tuple[str, ...] = LOADERS,
 ) -> tuple[str, str, str, str | None]:
     """Run case ``index``: (loader, how it was made, outcome, failure or None)."""
-    from onepair.images import ImageError, decode_image, load_image
+    from onepair.codec import decode_image
+    from onepair.images import ImageError, load_image
     from onepair.imitator import Imitator
 
     loader = loaders[index % len(loaders)]

@@ -23,7 +23,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onepair.images import ImageError, decode_image, load_image
+from onepair.codec import decode_image
+from onepair.images import ImageError, load_image
 from onepair.imitator import Imitator
 from onepair.models import (
     ARCHITECTURES,
@@ -601,7 +602,7 @@ def test_tiny_png_declaring_a_big_image_is_refused_before_decoding(tmp_path):
 
 
 def test_png_chunk_longer_than_the_file_is_refused_before_reading(tmp_path):
-    from onepair.images import encode_image
+    from onepair.codec import encode_image
 
     data = bytearray(encode_image(np.zeros((12, 12, 1)), "png", 8))
     struct.pack_into(">I", data, 33, 2_130_706_527)  # the IDAT's length: Pillow read() it whole

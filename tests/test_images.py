@@ -157,7 +157,7 @@ def test_palette_and_bilevel_pngs_become_rgb_and_gray(tmp_path):
     ],
 )
 def test_bytes_round_trip(photo, kind, bits, channels, tolerance):
-    from onepair.images import decode_image, encode_image
+    from onepair.codec import decode_image, encode_image
 
     image = np.concatenate([photo, photo[..., :2]], axis=2)[..., :channels]
     back, depth = decode_image(encode_image(image, kind, bits))
@@ -169,7 +169,8 @@ def test_bytes_round_trip(photo, kind, bits, channels, tolerance):
 
 
 def test_decode_says_what_arrived():
-    from onepair.images import ImageError, decode_image, encode_image
+    from onepair.codec import decode_image, encode_image
+    from onepair.images import ImageError
 
     with pytest.raises(ImageError, match=r"reply is not a PNG, TIFF or JPEG image: 15 bytes"):
         decode_image(b"<html>oops</html>"[:15], "reply")
@@ -184,7 +185,7 @@ def _png_declaring(width: int, height: int, bits: int) -> bytes:
     import struct
     import zlib
 
-    from onepair.images import encode_image
+    from onepair.codec import encode_image
 
     data = bytearray(encode_image(np.zeros((4, 4, 3)), "png", bits))
     start = 8 + 8  # signature, then IHDR length and type
@@ -196,7 +197,7 @@ def _png_declaring(width: int, height: int, bits: int) -> bytes:
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_decompression_bombs_are_refused_before_decoding(tmp_path, bits, monkeypatch):
-    from onepair.images import decode_image
+    from onepair.codec import decode_image
 
     bomb = _png_declaring(100_000, 100_000, bits)
     assert len(bomb) < 200

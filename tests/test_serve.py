@@ -28,7 +28,8 @@ import pytest
 import torch
 
 from conftest import TINY_MODEL
-from onepair.images import decode_image, encode_image, quantize
+from onepair.codec import decode_image, encode_image
+from onepair.images import quantize
 from onepair.imitator import Imitator
 from onepair.models import build
 from onepair.server import create_server

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 import test_serve
-from onepair.images import decode_image, encode_image, quantize
+from onepair.codec import decode_image, encode_image
+from onepair.images import quantize
 from onepair.targets import load_target
 from onepair.targets.web import open_target
 from test_serve import HALF_STEP_16

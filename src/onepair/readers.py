@@ -4,7 +4,7 @@ Every loader reads the declared size from the file's header and refuses it
 before any pixel is decoded when it exceeds :func:`max_pixels`, or when the
 file is too small to hold it (a decompression bomb, a forged length): a small
 file can never make onepair allocate gigabytes. Used by
-:func:`onepair.images.load_image` and :func:`onepair.images.decode_image`,
+:func:`onepair.images.load_image` and :func:`onepair.codec.decode_image`,
 which return the convention; these functions return raw arrays.
 """
 

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from onepair.images import ImageError, decode_image, encode_image, shape_str
+from onepair.codec import decode_image, encode_image
+from onepair.images import ImageError, shape_str
 
 POST_PATHS = ("/", "/run")
 # The defaults of a server's address and limits, for ``create_server``, ``serve`` and

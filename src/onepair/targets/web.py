@@ -45,7 +45,8 @@ import urllib.parse
 
 import numpy as np
 
-from onepair.images import ImageError, as_image, decode_image, encode_image
+from onepair.codec import decode_image, encode_image
+from onepair.images import ImageError, as_image
 from onepair.targets.deadline import DeadlineSocket
 
 RETRY_STATUSES = (408, 429)  # and every 5xx
