@@ -31,7 +31,7 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     # a third level at the default's 8 channels (growth 1: no doubling), receptive field 27:
     # on a 2-core Xeon, ahead of the default on seven hard targets after 5 minutes (one
     # seed), within 0.2 dB of it or ahead on the means of three seeds at 2 minutes, but
-    # 0.95 dB behind it on MAXIM sigma 25 after 15 minutes (one seed; docs/FIDELITY.md);
+    # 0.9 dB behind it on MAXIM sigma 25 after 15 minutes (two seeds; docs/FIDELITY.md);
     # it applies at about 0.85 times the default's speed and trains 25 % fewer steps a
     # second, so it is slower to its plateau (the denoiser teacher: 34.58 dB at 60 s
     # against the default's 35.12)
