@@ -39,8 +39,10 @@ bench: $(STAMP) teachers
 
 # Fidelity on hard targets (docs/FIDELITY.md): every target, recipe, budget (2, 5, 15 min)
 # and seed; many hours on 2 cores. Interrupted, `make bench-fidelity` goes on where it stopped.
+# Then each target's width: its ERF and what linear filters of growing size say (minutes).
 bench-fidelity: $(STAMP) teachers
 	$(PY) benchmarks/fidelity.py --resume -o bench-out/fidelity
+	$(PY) benchmarks/receptive_field.py -o bench-out/fidelity
 
 # The trained teachers that the benchmarks copy (teacher-* targets), each trained once, about
 # 5 minutes on a CPU, into $ONEPAIR_HOME/teachers when its weights are not there yet.
