@@ -19,7 +19,7 @@ The record also lists the receptive fields of the presets' imitators, so that
 the widths can be set beside the fidelity tables (docs/FIDELITY.md, "The
 target's receptive field").
 
-    python benchmarks/receptive_field.py -o bench-out/receptive-field   # about 15 minutes
+    python benchmarks/receptive_field.py -o bench-out/receptive-field   # about 5 minutes
 
 Writes ``OUT/receptive_field.json`` and prints one table row per target.
 """
