@@ -17,7 +17,7 @@ pairs and held-out images) this measures two widths:
 
 The record also lists the receptive fields of the presets' imitators, so that
 the widths can be set beside the fidelity tables (docs/FIDELITY.md, "The
-target's receptive field").
+target's receptive field and the imitator's").
 
     python benchmarks/receptive_field.py -o bench-out/receptive-field   # about 5 minutes
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from common import machine, machine_line, table, write_record
 from erf_zoo import input_channels, model_text, probes
 from fidelity import HARD_TARGETS, cached_pairs
-from onepair.erf import DELTA, black_box_erf, erf_radius
+from onepair.erf import black_box_erf, erf_radius
 from onepair.metrics import psnr
 from onepair.models import build
 from onepair.models.linear import LinearFilter
@@ -101,7 +101,6 @@ def target_erf(spec: str, kind: str, size: int, count: int) -> dict[str, Any]:
         images=probes(kind, target, size, count),
         size=size,
         count=count,
-        delta=DELTA,
         channels=input_channels(kind, target, size),
     )
     return {
