@@ -46,3 +46,17 @@ def test_cli_auto_refuses_a_chosen_architecture(tmp_path):
     )
     refused = invoke(*args)
     assert refused.exit_code != 0 and "needs a time budget (--seconds)" in refused.output
+
+
+def test_cli_auto_prints_its_choice_and_an_upper_estimate(tmp_path):
+    pair = tmp_path / "pair"
+    made = invoke("query", "noise:sigma=25|median", "builtin:astronaut", "--size", "96", "-o", pair)
+    assert made.exit_code == 0, made.output
+    run = tmp_path / "run"
+    args = [pair / "input.png", pair / "output.png", "-o", run, "--seconds", "4", "--auto"]
+    fitted = invoke("fit", *args, "--device", "cpu", "--quiet")
+    assert fitted.exit_code == 0, fitted.output
+    auto = json.loads((run / "metrics.json").read_text())["auto"]
+    assert f"--auto chose {auto['chosen']} on the held-out blocks" in fitted.output
+    said = f"new images like the example: {auto['estimate_psnr']:.2f} dB (an upper estimate"
+    assert said in " ".join(fitted.output.split())

@@ -43,7 +43,9 @@ def auto_fit(
 
     ``screen`` is the part of the budget shared among the candidates' trial fits.
     The result's metrics hold ``auto``: every candidate's held-out PSNR, the choice,
-    and ``estimate_psnr``, the expected PSNR against the target on new images.
+    and ``estimate_psnr``, the expected PSNR against the target on new images whose
+    content is like the example's (the held-out blocks' PSNR; an upper estimate for
+    other content, which can be harder to copy).
     """
     if config.seconds is None:
         raise ValueError("fit --auto needs a time budget (--seconds): it shares it out")

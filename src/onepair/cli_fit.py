@@ -147,7 +147,9 @@ def fit_command(
         trials = ", ".join(f"{k} {_db(v)} dB" for k, v in m["auto"]["candidates"].items())
         out.print(f"--auto chose {m['auto']['chosen']} on the held-out blocks ({trials})")
         out.print(
-            f"estimated PSNR against the target on new images: {_db(m['auto']['estimate_psnr'])} dB"
+            f"estimated PSNR against the target on new images like the example: "
+            f"{_db(m['auto']['estimate_psnr'])} dB (an upper estimate: other content can be "
+            "harder to copy; docs/FIDELITY.md measures how much)"
         )
     if len(imitator.equivariances) > 1:
         how = "found on the held-out blocks" if m.get("equivariance_psnr") else "assumed"
