@@ -147,7 +147,7 @@ def fit_command(
         trials = ", ".join(f"{k} {_db(v)} dB" for k, v in m["auto"]["candidates"].items())
         out.print(f"--auto chose {m['auto']['chosen']} on the held-out blocks ({trials})")
         out.print(
-            f"estimated PSNR against the target on new images like the example: "
+            "estimated PSNR against the target on new images like the example: "
             f"{_db(m['auto']['estimate_psnr'])} dB (an upper estimate: other content can be "
             "harder to copy; docs/FIDELITY.md measures how much)"
         )
