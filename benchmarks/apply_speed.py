@@ -13,8 +13,11 @@ tiled with ``--tile``, in two modes:
   8-bit TIFF, a band of rows at a time (reading, compressing and writing
   included).
 
-The ``--baseline`` preset (``paper-prototype``) is measured in memory at the
-smallest size in the same run, for the ratio. Goals: the default at >= 5
+Each case runs in each of ``--precisions`` (what the network's body computes in:
+``auto`` is bfloat16 on a CPU with AMX tiles, else float32; a precision that
+resolves to one already measured is skipped). The ``--baseline`` preset
+(``paper-prototype``) is measured in memory at the smallest size in the same
+run, in the first precision, for the ratio. Goals: the default at >= 5
 megapixels/s; an 8192 x 8192 RGB image (streamed) peaks below 2 GB.
 
     python benchmarks/apply_speed.py -o bench-out
@@ -39,9 +42,11 @@ from common import machine, machine_line, recipe, table, write_record
 from onepair.fit import resolve_device
 from onepair.imitator import Imitator
 from onepair.models import build
+from onepair.tiling import PRECISIONS, resolve_precision
 
 COLUMNS = [
     "preset",
+    "precision",
     "mode",
     "size",
     "seconds",
@@ -109,6 +114,7 @@ def child(args: argparse.Namespace) -> dict:
 
     tiling.apply_on_device = counted
     baseline = peak_rss_bytes()
+    precision = args.precisions[0]
     model, _ = recipe(args.recipe, 3, 3, 1)
     network = build(model, 3, 3, 1)
     with torch.no_grad():  # untrained but not zero: outputs that compress like real ones
@@ -118,13 +124,13 @@ def child(args: argparse.Namespace) -> dict:
             network.linear.weight.normal_(0.0, 0.01)
     imitator = Imitator(network, model).to(resolve_device(args.device))
     warm = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
-    imitator.apply(warm, tile=tile)  # warm-up: one-off allocations, kernel choice
+    imitator.apply(warm, tile=tile, precision=precision)  # warm-up: allocations, kernels
     times = []
     for _ in range(args.repeats):
         if args.mode == "memory":
             image = np.random.default_rng(0).random((size, size, 3), dtype=np.float32)
             start = time.perf_counter()
-            out = imitator.apply(image, tile=tile)
+            out = imitator.apply(image, tile=tile, precision=precision)
             if imitator.device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
@@ -137,12 +143,14 @@ def child(args: argparse.Namespace) -> dict:
                 Path(args.input).with_suffix(".out.tif"),
                 tile=args.tile if args.tile > 0 else tiling.TILE_CPU,
                 device=imitator.device,
+                precision=precision,
             )
             times.append(time.perf_counter() - start)
     peak = peak_rss_bytes()
     best = min(times)
     return {
         "preset": args.recipe,
+        "precision": str(tiling.resolve_precision(precision, imitator.device)).split(".")[-1],
         "mode": args.mode,
         "size": size,
         "tile": tiling.tile_side(tile, imitator.device),
@@ -164,7 +172,7 @@ def child(args: argparse.Namespace) -> dict:
     }
 
 
-def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dict:
+def run_child(preset_name: str, precision: str, mode: str, size: int, folder: Path, args) -> dict:
     """Run :func:`child` in a fresh interpreter (its own peak memory) and read its line."""
     command = [
         sys.executable,
@@ -181,6 +189,8 @@ def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dic
         str(args.repeats),
         "--device",
         args.device,
+        "--precisions",
+        precision,
     ]
     if mode == "stream":
         path = folder / f"input-{size}.tif"
@@ -194,7 +204,7 @@ def run_child(preset_name: str, mode: str, size: int, folder: Path, args) -> dic
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
-            f"apply_speed child for {preset_name} {mode} {size} failed "
+            f"apply_speed child for {preset_name} {precision} {mode} {size} failed "
             f"(exit {done.returncode}):\n{done.stderr}"
         )
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -230,6 +240,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=PRECISIONS,
+        default=["auto", "float32"],
+        help="what the network's body computes in; auto: bfloat16 on a CPU with AMX tiles",
+    )
+    parser.add_argument(
         "--host-tiles",
         action="store_true",
         help="copy each tile from the host even where the image fits on the GPU",
@@ -254,19 +271,25 @@ def main(argv: list[str] | None = None) -> dict:
     info = machine()
     print(machine_line(info), flush=True)
     rows = []
+    device = resolve_device(args.device)
+    precisions = {}  # each precision that computes in a dtype not yet measured
+    for name in args.precisions:
+        precisions.setdefault(resolve_precision(name, device), name)
     with tempfile.TemporaryDirectory(prefix="onepair-apply-") as folder:
-        cases = [(args.baseline, "memory", min(args.sizes))] if args.baseline else []
+        first = args.precisions[0]
+        cases = [(args.baseline, first, "memory", min(args.sizes))] if args.baseline else []
         cases += [
-            (args.recipe, mode, size)
+            (args.recipe, precision, mode, size)
             for size in args.sizes
             for mode in args.modes
+            for precision in precisions.values()
             if mode == "stream" or size <= args.memory_max
         ]
-        for preset_name, mode, size in cases:
-            row = run_child(preset_name, mode, size, Path(folder), args)
+        for preset_name, precision, mode, size in cases:
+            row = run_child(preset_name, precision, mode, size, Path(folder), args)
             rows.append(row)
             print(
-                f"apply_speed  {preset_name} {mode} {size}x{size}: "
+                f"apply_speed  {preset_name} {row['precision']} {mode} {size}x{size}: "
                 f"{row['mpix_per_s']:.2f} Mpx/s, peak {row['peak_mb']:.0f} MB",
                 flush=True,
             )

@@ -78,6 +78,19 @@ def test_query_fit_apply_eval(tmp_path):
     in_memory = Imitator.load(tmp_path / "run").apply(load_image(sixteen))
     assert streamed.shape == (45, 37, 3)
     np.testing.assert_allclose(streamed, in_memory, atol=1 / 65535)
+    assert "computes in" not in applied.output  # float32: no AMX in tests (conftest.py)
+
+    halved = invoke(
+        "apply", tmp_path / "run", sixteen, "--precision", "bfloat16", "-o", tmp_path / "bf16"
+    )
+    assert halved.exit_code == 0, halved.output
+    assert "the network's body computes in bfloat16 (--precision float32" in halved.output
+    bf16 = load_image(tmp_path / "bf16" / "in16.tif")
+    gap = np.abs(bf16 - in_memory)
+    assert 0 < gap.max() < 0.01  # another arithmetic, and close to float32's
+    bad = invoke("apply", tmp_path / "run", eight, "--precision", "half", "-o", tmp_path / "x")
+    assert bad.exit_code == 2
+    assert "precision is 'half'; expected one of auto, float32, bfloat16" in bad.output
 
     evaluated = invoke(
         "eval",
@@ -93,6 +106,7 @@ def test_query_fit_apply_eval(tmp_path):
     report = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
     assert len(report["rows"]) == 2 and report["summary"]["target_queries"] == 2
     assert report["summary"]["psnr_mean"] > report["summary"]["floor_psnr_mean"]
+    assert report["summary"]["precision"] == "float32"
     assert (tmp_path / "run" / "eval" / "eval.csv").read_text().startswith("image,psnr,ssim")
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from onepair import tiling
 from onepair.images import from_tensor, to_tensor
 from onepair.models import PlainConfig, Skip, UNetConfig, build
-from onepair.tiling import apply_network, apply_on_device, tile_side
+from onepair.tiling import apply_network, apply_on_device, resolve_precision, tile_side
 
 
 def randomised(config, cin, cout, scale):
@@ -50,6 +53,62 @@ def test_tiled_equals_whole(config, cin, cout, scale, size, tile, rng):
     if min(size) > network.receptive_field().margin:  # as a GPU runs it, the image held there
         held = apply_on_device(network, image, tile, torch.device("cpu"))
         np.testing.assert_allclose(held, tiled, atol=1e-5, rtol=0)
+
+
+def test_bfloat16_runs_the_body_only_and_stays_close_to_float32(rng):
+    network = randomised(UNetConfig(depth=2, width=8, linear_kernel=7), 3, 3, 1)
+    image = rng.random((70, 58, 3)).astype(np.float32)
+    exact = apply_network(network, image, tile=32, precision="float32")
+    for held in (False, True):  # tiles from the host, and the image held on the device
+        if held:
+            halved = apply_on_device(network, image, 32, torch.device("cpu"), dtype=torch.bfloat16)
+        else:
+            halved = apply_network(network, image, tile=32, precision="bfloat16")
+        assert halved.dtype == np.float32
+        gap = np.abs(halved - exact)
+        body = np.abs(exact - whole_skip(network, image))
+        assert 0 < gap.max() < 0.02 * body.max()  # bfloat16's 8 bits, of the body alone
+
+    # with the body silenced the output is the linear path's, to float32's precision:
+    # the skip path and the sum never run in bfloat16
+    torch.nn.init.zeros_(network.head[0].weight)
+    torch.nn.init.zeros_(network.head[0].bias)
+    torch.nn.init.normal_(network.linear.weight, std=0.05)
+    np.testing.assert_allclose(
+        apply_network(network, image, tile=32, precision="bfloat16"),
+        apply_network(network, image, tile=32, precision="float32"),
+        atol=1e-6,
+        rtol=0,
+    )
+
+
+def whole_skip(network, image):
+    """The linear path alone on the whole reflect-padded image."""
+    margin = network.receptive_field().margin
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+    with torch.no_grad():
+        y = from_tensor(network.skip(to_tensor(padded)))
+    return y[margin : y.shape[0] - margin, margin : y.shape[1] - margin]
+
+
+def test_auto_precision_is_bfloat16_on_a_cpu_with_amx_only(monkeypatch):
+    monkeypatch.setattr(tiling, "amx_available", lambda: True)
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+    assert resolve_precision("auto", "cuda") == torch.float32  # not measured faster there
+    assert resolve_precision("float32", "cpu") == torch.float32
+    monkeypatch.setattr(tiling, "amx_available", lambda: False)
+    assert resolve_precision("auto", "cpu") == torch.float32
+    assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision is 'fp16'; expected one of auto, float32"):
+        resolve_precision("fp16", "cpu")
+
+
+def test_amx_available_agrees_with_the_cpu_flags(monkeypatch):
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    monkeypatch.undo()  # conftest.py's float32 default in tests: the real probe
+    assert tiling.amx_available() is ("amx_tile" in cpuinfo.read_text().split())
 
 
 def test_tiny_images_smaller_than_the_receptive_field():

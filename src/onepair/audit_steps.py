@@ -156,7 +156,8 @@ def erf(
     except (ValueError, RuntimeError) as error:  # e.g. a target that refuses small images
         store.put("erf-error", str(error))
         return store.put("erf", {}) or None
-    theirs = black_box_erf(lambda image: copy.apply(image), **options)
+    # float32: the ERF measures small changes, below bfloat16's resolution
+    theirs = black_box_erf(lambda image: copy.apply(image, precision="float32"), **options)
     save_heatmap(mine, out / "images/erf_target.png", title="target")
     save_heatmap(theirs, out / "images/erf_imitator.png", title="best imitator")
     return store.put(

@@ -35,6 +35,12 @@ def _db(value: float | None) -> str:
 from onepair import cli_fit  # noqa: E402, F401, I001
 
 
+PRECISION_HELP = (
+    "auto | float32 | bfloat16: what the network's body computes in; auto is bfloat16 on a "
+    "CPU with AMX tiles (Intel Xeon 4th generation on), else float32"
+)
+
+
 @app.command("apply")
 def apply_command(
     run: Path = typer.Argument(..., help="run folder written by `onepair fit`"),
@@ -53,6 +59,7 @@ def apply_command(
         help="average over the flips and rotations the fit found (that many times slower; "
         "TIFFs are then not streamed)",
     ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
     """Apply a fitted imitator to IMAGES; results keep their file names in --out.
@@ -60,14 +67,23 @@ def apply_command(
     TIFF images stream: read and written a band of rows at a time (tiled output), so
     an image larger than memory never needs to be whole in it.
     """
+    import torch
+
     from onepair.images import TIFF_SUFFIXES, file_bit_depth, load_image, save_image
     from onepair.imitator import Imitator
     from onepair.progress import counted
     from onepair.stream import apply_tiff
-    from onepair.tiling import TILE_CPU
+    from onepair.tiling import TILE_CPU, resolve_precision
 
     try:
         imitator = Imitator.load(run, device=device)
+        computes = resolve_precision(precision, imitator.device)
+        if computes != torch.float32 and not quiet:
+            out.print(
+                f"the network's body computes in {str(computes).removeprefix('torch.')}"
+                f" ({'this CPU has AMX tiles; ' if precision == 'auto' else ''}"
+                "--precision float32 for float32)"
+            )
         for path in images:
             averaged = ensemble and len(imitator.equivariances) > 1  # whole image in memory
             if path.suffix.lower() in TIFF_SUFFIXES and path.is_file() and not averaged:
@@ -81,6 +97,7 @@ def apply_command(
                         device=imitator.device,
                         on_tile=update,
                         compress=compress,
+                        precision=precision,
                     )
                 out.print(
                     f"{path} -> {out_dir / path.name} ({'x'.join(map(str, shape))}, "
@@ -93,6 +110,7 @@ def apply_command(
                     tile="auto" if tile is None else tile,
                     on_tile=update,
                     ensemble=ensemble,
+                    precision=precision,
                 )
             depth = bit_depth or min(file_bit_depth(path), 16)
             written = save_image(out_dir / path.name, result, bit_depth=depth)
@@ -117,6 +135,7 @@ def eval_command(
     check_determinism: bool = typer.Option(
         False, help="ask the target twice on the first image (one extra query)"
     ),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """PSNR/SSIM of the imitator vs the real target on images other than the example."""
     from onepair.evaluate import evaluate
@@ -134,6 +153,7 @@ def eval_command(
                 tile="auto" if tile is None else tile,
                 on_image=update,
                 check_determinism=check_determinism,
+                precision=precision,
             )
     except (ValueError, RuntimeError, OSError) as error:
         _fail(str(error))

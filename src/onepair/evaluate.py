@@ -25,6 +25,7 @@ from onepair.metrics import psnr, ssim
 from onepair.pairs import baseline
 from onepair.samples import read
 from onepair.targets import SpecTarget, load_target
+from onepair.tiling import resolve_precision
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Evaluation:
     pixels: int = 0
     deterministic: bool | None = None  # None: not checked
     nondeterminism_psnr: float | None = None  # dB between two answers to one input; inf: equal
+    precision: str = "float32"  # what the imitator's body computed in
     outputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, repr=False
     )
@@ -68,6 +70,7 @@ class Evaluation:
             "target_pixels": self.pixels,
             "deterministic": self.deterministic,
             "nondeterminism_psnr": self.nondeterminism_psnr,
+            "precision": self.precision,
         }
 
     def write(self, folder: str | Path, stem: str = "eval") -> tuple[Path, Path]:
@@ -105,18 +108,21 @@ def evaluate(
     keep_outputs: bool = False,
     on_image: Callable[[int, int], None] | None = None,
     check_determinism: bool = False,
+    precision: str = "auto",
 ) -> Evaluation:
     """PSNR/SSIM of ``imitator`` vs ``target`` on ``images`` (paths, ``builtin:NAME`` or arrays).
 
     Gray images are repeated to the imitator's channels and colour ones
     converted to gray where it takes one channel. ``seed`` drives the
-    target's degradations (noise), so every run sees the same inputs.
+    target's degradations (noise), so every run sees the same inputs. ``precision``:
+    what the imitator's body computes in, as in :meth:`Imitator.apply`.
     """
+    computes = str(resolve_precision(precision, imitator.device)).removeprefix("torch.")
     target = load_target(target) if isinstance(target, str) else target
     if not images:
         raise ValueError("no images to evaluate on; pass files or builtin:NAME references")
     queries0, pixels0 = target.queries, target.pixels
-    evaluation = Evaluation(target.spec, [])
+    evaluation = Evaluation(target.spec, [], precision=computes)
     for i, source in enumerate(images):
         name = names[i] if names else (source if isinstance(source, str) else f"image{i}")
         clean = read(source) if isinstance(source, str) else as_image(source)
@@ -132,7 +138,7 @@ def evaluate(
             found = determinism.check_determinism(target, x, answer=y)
             evaluation.deterministic = found.deterministic
             evaluation.nondeterminism_psnr = found.psnr
-        z = imitator.apply(x, tile=tile)
+        z = imitator.apply(x, tile=tile, precision=precision)
         base = baseline(x, y)
         evaluation.rows.append(
             Row(

@@ -109,6 +109,7 @@ class Imitator:
         clip: bool = True,
         on_tile: Callable[[int, int], None] | None = None,
         ensemble: bool = False,
+        precision: str = "auto",
     ) -> np.ndarray:
         """Imitate the black box on ``image`` (H, W, Cin) -> (s*H, s*W, Cout).
 
@@ -118,11 +119,13 @@ class Imitator:
         ``on_tile(done, total)`` reports progress after each tile. ``ensemble``
         averages the imitation over the flips and rotations the fit found the
         target equivariant to (:attr:`equivariances`; none: a plain pass), at
-        that many times the cost.
+        that many times the cost. ``precision`` is what the network's body computes in:
+        ``"auto"`` (bfloat16 on a CPU with AMX tiles, else float32), ``"float32"`` or
+        ``"bfloat16"`` (:func:`onepair.tiling.resolve_precision`).
         """
 
         def run(x: np.ndarray, clipped: bool = False) -> np.ndarray:
-            return apply_network(self.network, x, tile, self.device, on_tile, clipped)
+            return apply_network(self.network, x, tile, self.device, on_tile, clipped, precision)
 
         names = self.equivariances if ensemble else ["identity"]
         if names == ["identity"]:

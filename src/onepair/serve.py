@@ -113,7 +113,14 @@ def resolve(what: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
             raise ValueError(f"{path} is a folder but not a run folder: it has no config.json")
         from onepair.imitator import Imitator
 
-        return Imitator.load(path).apply, str(path)
+        imitator = Imitator.load(path)
+
+        def answer(image: np.ndarray) -> np.ndarray:
+            # a served model answers the same on every machine, as a `run:` target does:
+            # float32, not the bfloat16 apply computes in where a CPU has AMX tiles
+            return imitator.apply(image, precision="float32")
+
+        return answer, str(path)
     if "/" in what and ":" not in what:
         raise ValueError(f"{what}: no such run folder (and not a target spec)")
     from onepair.targets import load_target

@@ -27,7 +27,7 @@ import torch
 from onepair.images import as_image, quantize
 from onepair.models import Network
 from onepair.readers import ImageError, TiffLayout, TiffLog, tiff_layout
-from onepair.tiling import apply_padded
+from onepair.tiling import apply_padded, resolve_precision
 from onepair.writer import behind
 
 TIFF_TILE = 256  # side of the output's TIFF tiles (a multiple of 16, as TIFF asks)
@@ -146,6 +146,7 @@ def apply_tiff(
     on_tile: Callable[[int, int], None] | None = None,
     limit: int | None = None,
     compress: bool = False,
+    precision: str = "auto",
 ) -> tuple[tuple[int, int, int], int]:
     """Run ``network`` on the TIFF ``source`` and write a tiled TIFF ``dest``, streaming.
 
@@ -155,8 +156,11 @@ def apply_tiff(
     written under a temporary name and renamed, so an interrupted run leaves no
     partial file. ``compress`` stores it zlib-compressed (level 1): smaller, about a
     quarter slower on 2 cores; uncompressed, as :func:`onepair.images.save_image`
-    writes, by default. Returns the output's (height, width, channels) and its bit depth.
+    writes, by default. ``precision``: what the network's body computes in
+    (:func:`onepair.tiling.resolve_precision`). Returns the output's (height, width,
+    channels) and its bit depth.
     """
+    compute = resolve_precision(precision, device)
     dest = Path(dest)
     with TiffRows(source, limit) as reader:
         if reader.channels != network.in_channels:
@@ -174,7 +178,7 @@ def apply_tiff(
         band = _band_rows(h, tile, network.multiple, s, network.receptive_field().margin)
         total = math.ceil(h / band)
         dtype = {8: np.uint8, 16: np.uint16, 32: np.float32}[bit_depth]
-        bands = _bands(network, reader, band, tile, device, on_tile, total)
+        bands = _bands(network, reader, band, tile, device, on_tile, total, compute)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}{dest.suffix}")
 
@@ -225,9 +229,11 @@ def _bands(
     device: torch.device | str,
     on_tile: Callable[[int, int], None] | None,
     total: int,
+    compute: torch.dtype = torch.float32,
 ) -> Iterator[np.ndarray]:
     """The output, a band of ``s * band`` rows at a time, each from its input rows and
-    their context (reflected at the borders, as whole-image apply pads)."""
+    their context (reflected at the borders, as whole-image apply pads); the network's
+    body computes in ``compute``."""
     h = reader.height
     margin = network.receptive_field().margin
     padded_rows = np.pad(np.arange(h), margin, mode="reflect") if margin else np.arange(h)
@@ -241,7 +247,7 @@ def _bands(
             (network.scale * (bottom - top), network.scale * reader.width, network.out_channels),
             np.float32,
         )
-        apply_padded(network, window, margin, out, tile, device)
+        apply_padded(network, window, margin, out, tile, device, dtype=compute)
         if on_tile is not None:
             on_tile(number + 1, total)
         yield out

@@ -54,6 +54,9 @@ CLASSIFIER_LOSS = "cross-entropy"
 # Intel Xeon made 8,083 staining steps, a 2-core AMD EPYC of half its speed far fewer,
 # and the two teachers were targets of very different difficulty (docs/FIDELITY.md).
 STEPS = 8000
+# Teachers are targets: they answer in float32 on every machine, never in the bfloat16
+# that imitators apply in where a CPU has AMX (onepair.tiling.resolve_precision).
+TARGET_PRECISION = "float32"
 
 
 def default_loss(task: str) -> str:
@@ -110,26 +113,28 @@ def load_teacher(task: str, architecture: str = "unet", loss: str | None = None)
 
 def teacher_denoiser(image: np.ndarray, architecture: str = "unet", loss: str = "l2") -> np.ndarray:
     """The trained denoiser teacher on an RGB image (H, W, 3) in [0, 1]."""
-    return load_teacher("denoiser", architecture, loss).apply(image)
+    return load_teacher("denoiser", architecture, loss).apply(image, precision=TARGET_PRECISION)
 
 
 def teacher_stain(image: np.ndarray, architecture: str = "unet", loss: str = "l2") -> np.ndarray:
     """The virtual-staining teacher: grey (H, W, 1) (see :func:`stain_input`) -> RGB (H, W, 3)."""
-    return load_teacher("stain", architecture, loss).apply(image)
+    return load_teacher("stain", architecture, loss).apply(image, precision=TARGET_PRECISION)
 
 
 def teacher_tissue(
     image: np.ndarray, architecture: str = "unet", loss: str = CLASSIFIER_LOSS
 ) -> np.ndarray:
     """The tissue teacher: RGB IHC (H, W, 3) -> class probabilities (H, W, 3), summing to 1."""
-    return load_teacher("tissue", architecture, loss).apply(image)
+    return load_teacher("tissue", architecture, loss).apply(image, precision=TARGET_PRECISION)
 
 
 def teacher_microscopy_denoiser(
     image: np.ndarray, architecture: str = "unet", loss: str = "l2"
 ) -> np.ndarray:
     """The microscopy denoiser teacher on a grey image (H, W, 1) in [0, 1]."""
-    return load_teacher("microscopy-denoiser", architecture, loss).apply(image)
+    return load_teacher("microscopy-denoiser", architecture, loss).apply(
+        image, precision=TARGET_PRECISION
+    )
 
 
 # name -> (function(image, **params), one-line description); merged into builtin.MODELS.
