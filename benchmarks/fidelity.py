@@ -8,6 +8,9 @@ the held-out images (the zoo's: four other photographs, or the other three
 quadrants), always at ``--held-out-size``, beside the floor (the input itself
 against the target's output). Where the fit found the target equivariant to
 flips and rotations (``augment``), the self-ensemble over them is measured too.
+Imitations are applied as ``onepair apply`` applies them (``precision="auto"``:
+bfloat16 on a CPU with AMX tiles); where that is not float32, ``psnr_float32`` is
+the same imitator applied in float32.
 
 A recipe is a preset name, optionally with fields of its imitator or fit
 changed: ``default``, ``first-default``, ``default:width=16,augment=none``;
@@ -36,6 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from common import machine, machine_line, recipe, table, write_record
 from onepair.auto import auto_fit
@@ -45,6 +49,7 @@ from onepair.metrics import psnr, ssim
 from onepair.pairs import Pair, baseline
 from onepair.samples import sample
 from onepair.targets import load_target
+from onepair.tiling import resolve_precision
 from zoo import images
 
 HARD_TARGETS = {  # spec: the zoo's image kind
@@ -120,11 +125,11 @@ def extra_pairs(spec: str, kind: str, size: int, examples: int, cache: Path) -> 
     return pairs
 
 
-def score(imitator, held, ensemble: bool) -> dict:
+def score(imitator, held, ensemble: bool, precision: str = "auto") -> dict:
     """Mean PSNR/SSIM of the imitation against the target on the held-out images."""
     rows = []
     for name, x, y in held:
-        z = np.clip(imitator.apply(x, ensemble=ensemble), 0.0, 1.0)
+        z = np.clip(imitator.apply(x, ensemble=ensemble, precision=precision), 0.0, 1.0)
         floor = baseline(x, y)
         rows.append(
             {
@@ -156,6 +161,8 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1)
     else:
         imitator = fit(pairs, model, config, show_progress=False)
     plain = score(imitator, held, ensemble=False)
+    computes = resolve_precision("auto", imitator.device)
+    exact = score(imitator, held, False, "float32") if computes != torch.float32 else plain
     transforms = imitator.equivariances
     ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
     return {
@@ -167,6 +174,8 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1)
         "budget_s": seconds,
         "seed": seed,
         **plain,
+        "precision": str(computes).removeprefix("torch."),  # what apply computed in
+        "psnr_float32": exact["psnr"],  # the same imitator applied in float32
         "psnr_ens": ensemble["psnr"] if ensemble else None,
         "ssim_ens": ensemble["ssim"] if ensemble else None,
         "augment": transforms,

@@ -3,7 +3,10 @@
 - training step of the default U-Net: contiguous vs channels-last, 1 vs 2 threads;
 - the linear path (15 x 15, 3 -> 3) on one tile: direct convolution (contiguous and
   channels-last) vs the FFT, at an awkward and a 2-3-5-smooth FFT size;
-- ``torch.compile`` of the training step: compile time and the step after it.
+- ``torch.compile`` of the training step: compile time and the step after it;
+- bfloat16 (autocast) against float32 for the body of each of ``--presets``: on one
+  544 x 544 tile, as apply runs it, and in a training step (AMX CPUs run bfloat16
+  convolutions on their matrix units; elsewhere bfloat16 is slower).
 
     python benchmarks/speed_steps.py -o bench-out
 """
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from common import machine, machine_line, table, write_record
 from onepair.models import UNetConfig, build
 from onepair.models.linear import LinearFilter
+from onepair.presets import PRESETS
 
 
 def timed(function, repeats: int) -> float:
@@ -51,10 +55,38 @@ def train_step(channels_last: bool, batch: int, crop: int):
     return network, step
 
 
+def preset_step(name: str, dtype: torch.dtype):
+    """A training step of preset ``name``'s network on its batch of crops, the body
+    autocast to ``dtype`` (float32: no autocast)."""
+    model, config = PRESETS[name]
+    network = build(model, 3, 3)
+    shape = (config.batch_size, 3, config.crop, config.crop)
+    x = torch.rand(shape).contiguous(memory_format=torch.channels_last)
+    y = torch.rand(shape).contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    half = dtype != torch.float32
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=dtype, enabled=half):
+            residual = network.residual(x)
+        loss = F.mse_loss(residual.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["default", "deep", "first-default"],
+        help="networks timed in float32 and bfloat16",
+    )
     parser.add_argument("-o", "--out", default="bench-out", help="folder for speed_steps.json")
     args = parser.parse_args(argv)
     info = machine()
@@ -99,6 +131,30 @@ def main(argv: list[str] | None = None) -> dict:
                 return torch.fft.irfft2(torch.fft.rfft2(x, s=(n, n)), s=(n, n))
 
             add("FFT forward + inverse, 3 channels", f"size {n}", timed(round_trip, args.repeats))
+
+    for name in args.presets:
+        network = build(PRESETS[name][0], 3, 3).eval()
+        tile = torch.rand(1, 3, 544, 544).contiguous(memory_format=torch.channels_last)
+        case = f"body of {name}, 544 x 544 tile"
+        with torch.inference_mode():
+            base = timed(lambda n=network, t=tile: n.residual(t), args.repeats)
+            add(case, "float32", base)
+
+            def halved(network=network, tile=tile):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return network.residual(tile)
+
+            add(case, "bfloat16 (autocast)", timed(halved, args.repeats), base)
+        model, config = PRESETS[name]
+        case = f"train step, {name}, batch {config.batch_size} x {config.crop}^2"
+        base = timed(preset_step(name, torch.float32), args.repeats)
+        add(case, "float32", base)
+        add(
+            case,
+            "bfloat16 (autocast)",
+            timed(preset_step(name, torch.bfloat16), args.repeats),
+            base,
+        )
 
     if args.compile:
         network, step = train_step(True, 4, 64)

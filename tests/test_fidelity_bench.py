@@ -34,6 +34,7 @@ def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkey
         assert r["psnr"] > r["floor_psnr"] + 20
         assert set(r["per_image_psnr"]) == {"coffee", "chelsea", "rocket", "camera"}
     assert rows[0]["psnr_ens"] is None and rows[1]["psnr_ens"] > rows[1]["floor_psnr"] + 20
+    assert {(r["precision"], r["psnr_float32"] == r["psnr"]) for r in rows} == {("float32", True)}
     assert json.loads((tmp_path / "fidelity.json").read_text())["rows"] == json.loads(
         json.dumps(rows)
     )
@@ -45,6 +46,41 @@ def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkey
         ("default:augment=all", 1),
     ]
     assert [s["seeds"] for s in again["summary"]] == [2, 2] and not again["skipped"]
+
+
+def test_where_apply_computes_in_bfloat16_rows_keep_the_float32_psnr_beside(tmp_path, monkeypatch):
+    from onepair import tiling
+
+    monkeypatch.setattr(tiling, "amx_available", lambda: True)  # as on a CPU with AMX
+    asked: list[str] = []
+    real_score = fidelity.score
+
+    def score(imitator, held, ensemble, precision="auto"):
+        asked.append(precision)
+        return real_score(imitator, held, ensemble, precision)
+
+    monkeypatch.setattr(fidelity, "score", score)
+    args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "1", "--seeds", "0"]
+    args += ["--recipes", "default", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    (row,) = fidelity.main(args)["rows"]
+    assert row["precision"] == "bfloat16" and asked == ["auto", "float32"]
+    assert row["psnr_float32"] > row["floor_psnr"] + 20
+
+
+def test_score_in_bfloat16_is_close_to_float32_and_not_equal(monkeypatch, photo):
+    import torch
+
+    from onepair.imitator import Imitator
+    from onepair.models import UNetConfig, build
+
+    torch.manual_seed(0)
+    network = build(UNetConfig(), 3, 3).eval()
+    torch.nn.init.normal_(network.head[0].weight, std=0.3)  # a body with work to do
+    held = [("photo", photo, np.clip(photo * 0.9 + 0.05, 0, 1))]
+    imitator = Imitator(network)
+    exact = fidelity.score(imitator, held, False, "float32")["psnr"]
+    halved = fidelity.score(imitator, held, False, "bfloat16")["psnr"]
+    assert halved != exact and abs(halved - exact) < 0.1
 
 
 def test_auto_recipe_records_the_choice_and_every_candidates_estimate(tmp_path) -> None:

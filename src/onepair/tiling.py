@@ -78,8 +78,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     elsewhere (on a GPU, and on CPUs without matrix units, where bfloat16 is slower).
 
     Only the body runs in bfloat16; its output, the linear path and every sum are
-    float32. On a 2-core Xeon with AMX the 2 x 8 U-Net's body ran 3.5x and the 3 x 16's
-    2x faster, and held-out PSNR moved by at most 0.01 dB (docs/PERFORMANCE.md).
+    float32. On a 2-core Xeon with AMX the bodies of the U-Nets measured ran 2.1-2.9
+    times faster and held-out PSNR moved by under 0.01 dB (docs/PERFORMANCE.md).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
