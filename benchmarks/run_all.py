@@ -62,7 +62,8 @@ def summary_rows(fid: dict, speed: dict, ttf: dict) -> list[dict]:
         rows.append(
             {
                 "benchmark": "apply_speed",
-                "case": f"{r['preset']}, {r['size']}x{r['size']} RGB, {r['mode']}",
+                "case": f"{r['preset']}, {r['size']}x{r['size']} RGB, {r['mode']}, "
+                f"{r['precision']}",
                 "result": f"{cell(r['mpix_per_s'])} Mpx/s",
                 "context": f"peak {r['peak_mb']:.0f} MB (+{r['delta_mb']:.0f} over imports); "
                 f"below 2 GB: {cell(r['below_2gb'])}; x{cell(r['ratio_to_baseline'])} "
