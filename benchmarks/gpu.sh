@@ -8,7 +8,8 @@
 #      targets of benchmarks/time_to_fidelity.py, with lr 2e-3 and batches of 128 beside it;
 #   4. gpu_probe.py apply: copies each way, and whole applies of 1k/4k/8k images with the
 #      output page-locked or not and the input staged through page-locked memory or not;
-#   5. apply_speed.py, the GPU's tiles (2048), in memory (1k/4k/8k).
+#   5. apply_speed.py, the GPU's tiles (2048), in memory (1k/4k/8k), in float32 (what
+#      --precision auto is on a GPU) and with the body autocast to bfloat16.
 # Run from the repository root; records and logs go to $DEST (default bench-out/gpu).
 # ONEPAIR_HOME must hold the denoiser teacher.
 set -u
@@ -44,6 +45,7 @@ TAIL=6 phase ttf-blur 45 $py benchmarks/time_to_fidelity.py "${recipes[@]}" --lo
 
 TAIL=40 phase apply 90 $py benchmarks/gpu_probe.py --parts apply -o "$DEST/probe-apply"
 
-phase apply-speed 80 $py benchmarks/apply_speed.py --device cuda --sizes 1024 4096 8192 \
-    --memory-max 8192 --modes memory --baseline '' -o "$DEST/apply"
+phase apply-speed 130 $py benchmarks/apply_speed.py --device cuda --sizes 1024 4096 8192 \
+    --memory-max 8192 --modes memory --baseline '' --precisions float32 bfloat16 \
+    -o "$DEST/apply"
 echo "done after $SECONDS s"
