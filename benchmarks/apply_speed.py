@@ -150,7 +150,9 @@ def child(args: argparse.Namespace) -> dict:
     best = min(times)
     return {
         "preset": args.recipe,
-        "precision": str(tiling.resolve_precision(precision, imitator.device)).split(".")[-1],
+        "precision": str(tiling.resolve_precision(precision, imitator.device)).removeprefix(
+            "torch."
+        ),
         "mode": args.mode,
         "size": size,
         "tile": tiling.tile_side(tile, imitator.device),

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                     return network.residual(tile)
 
             add(case, "bfloat16 (autocast)", timed(halved, args.repeats), base)
-        model, config = PRESETS[name]
+        config = PRESETS[name][1]
         case = f"train step, {name}, batch {config.batch_size} x {config.crop}^2"
         base = timed(preset_step(name, torch.float32), args.repeats)
         add(case, "float32", base)
