@@ -26,6 +26,11 @@ Target outputs are cached (``--cache``): MAXIM takes minutes to load.
 central crop of the same side, noise of its own), fitted together with the first: how
 fidelity scales with a second example, beside ``--sizes`` for a larger first one.
 
+``--cross-check SECONDS`` adds the cross-region estimate of every fit
+(:mod:`onepair.crosscheck`: four more fits of SECONDS each, on three quadrants of
+the example, measured on the fourth) beside the held-out blocks' ``val_psnr``; both
+are estimates of ``psnr`` made without the held-out images.
+
 ``--resume`` keeps the rows already in ``OUT/fidelity.json`` and runs the rest.
 """
 
@@ -43,6 +48,7 @@ import torch
 
 from common import machine, machine_line, recipe, table, write_record
 from onepair.auto import auto_fit
+from onepair.crosscheck import cross_check
 from onepair.evaluate import model_input
 from onepair.fit import fit
 from onepair.metrics import psnr, ssim
@@ -74,6 +80,7 @@ COLUMNS = [
     "psnr_ens",
     "floor_psnr",
     "val_psnr",
+    "cross_psnr",
     "ssim",
     "steps",
 ]
@@ -147,7 +154,9 @@ def score(imitator, held, ensemble: bool, precision: str = "auto") -> dict:
     return out
 
 
-def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1) -> dict:
+def measure(
+    spec, kind, text, size, held_size, seconds, seed, cache, examples=1, cross=None
+) -> dict:
     pair, held = cached_pairs(spec, kind, size, held_size, 0, cache)
     pairs = [pair, *extra_pairs(spec, kind, size, examples, cache)]
     name, _, changes = text.partition(":")
@@ -165,6 +174,7 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1)
     exact = score(imitator, held, False, "float32") if computes != torch.float32 else plain
     transforms = imitator.equivariances
     ensemble = score(imitator, held, ensemble=True) if len(transforms) > 1 else None
+    crossed = cross_check(pairs, imitator.model, config, cross) if cross else None
     return {
         "target": spec,
         "recipe": text,
@@ -182,6 +192,8 @@ def measure(spec, kind, text, size, held_size, seconds, seed, cache, examples=1)
         "equivariance_psnr": imitator.metrics.get("equivariance_psnr"),
         "val_psnr": imitator.metrics["val_psnr"],
         "val_floor_psnr": imitator.metrics["val_floor_psnr"],
+        "cross_psnr": crossed["psnr"] if crossed else None,  # the cross-region estimate
+        "cross_folds": crossed["folds"] if crossed else None,
         "steps": imitator.metrics["steps"],
         "fit_s": imitator.metrics["seconds"],
         "num_params": imitator.metrics["num_params"],
@@ -201,7 +213,7 @@ def summary(rows: list[dict]) -> list[dict]:
             k: float(np.mean([g[k] for g in group]))
             if all(g.get(k) is not None for g in group)
             else None
-            for k in ("psnr", "psnr_ens", "floor_psnr", "val_psnr", "ssim", "steps")
+            for k in ("psnr", "psnr_ens", "floor_psnr", "val_psnr", "cross_psnr", "ssim", "steps")
         }
         spread = float(np.std([g["psnr"] for g in group]))
         out.append(
@@ -233,6 +245,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache/onepair/fidelity", help="queries"
     )
+    parser.add_argument(
+        "--cross-check",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also the cross-region estimate, four fits of SECONDS each (onepair.crosscheck)",
+    )
     parser.add_argument("--resume", action="store_true", help="keep rows already measured")
     parser.add_argument("-o", "--out", default="bench-out", help="folder for fidelity.json")
     args = parser.parse_args(argv)
@@ -261,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
                         try:
                             row = measure(
                                 spec, kind, text, size, args.held_out_size, seconds, seed,
-                                args.cache, n,
+                                args.cache, n, args.cross_check,
                             )  # fmt: skip
                         except (ValueError, ImportError, FileNotFoundError) as error:
                             skipped[spec] = str(error).splitlines()[0][:300]
@@ -271,6 +290,8 @@ def main(argv: list[str] | None = None) -> dict:
                         ens = f", ensemble {row['psnr_ens']:.2f}" if row["psnr_ens"] else ""
                         if row["auto"]:
                             ens += f", chose {row['auto']['chosen']}"
+                        if row["cross_psnr"] is not None:
+                            ens += f", cross-check {row['cross_psnr']:.2f}"
                         print(
                             f"fidelity  {spec}  {text}  {size}px x {n}  {seconds:g} s  "
                             f"seed {seed}: "

@@ -124,3 +124,16 @@ def test_a_second_example_is_fitted_with_the_first_and_recorded_apart(tmp_path, 
     with pytest.raises(ValueError, match="--examples 2: 'ihc' targets have 1 example image"):
         fidelity.extra_pairs("hematoxylin|teacher-stain", "ihc", 256, 2, tmp_path)
     assert fidelity.extra_pairs("hematoxylin|teacher-stain", "ihc", 256, 1, tmp_path) == []
+
+
+def test_cross_check_rows_hold_the_cross_region_estimate(tmp_path):
+    args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "1", "--seeds", "0"]
+    args += ["--recipes", "default", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    record = fidelity.main([*args, "--cross-check", "0.5"])
+    (row,) = record["rows"]
+    assert len(row["cross_folds"]) == 4
+    assert min(row["cross_folds"]) <= row["cross_psnr"] <= max(row["cross_folds"])
+    assert row["cross_psnr"] > row["floor_psnr"] + 20  # the linear path carries over
+    assert record["summary"][0]["cross_psnr"] == row["cross_psnr"]
+    (plain,) = fidelity.main([*args, "-o", str(tmp_path / "plain")])["rows"]
+    assert plain["cross_psnr"] is None and plain["cross_folds"] is None
