@@ -2,16 +2,16 @@
 
 The held-out blocks (:mod:`onepair.validation`) lie among the pixels a fit learns
 from, so they show content like theirs, and their PSNR is an upper estimate for
-new images: 2-5 dB high on the benchmark's denoisers (docs/FIDELITY.md). Here
-each quadrant of the example is held out in turn, with its context: a fit of
-the same recipe on the other three quadrants (as separate pairs, so the fold
-never sees the held-out quadrant, not even as input) is applied to the whole
-input and measured on that quadrant. The pooled PSNR over the four folds is
-the estimate. A quadrant's content differs more from what its fold learnt
-from than a block's does, and the folds learn from three quarters of the
-example in a shorter time, so the estimate is lower than the blocks', and can
-be low as well as high: on the benchmark's denoisers it erred by -2.4 to +1.7
-dB, where the blocks erred by +2.1 to +4.9.
+new images: 1-5 dB high on the benchmark's hard targets (docs/FIDELITY.md). Here
+each quadrant of the example is held out in turn: a fit of the same recipe on
+the other three quadrants (as separate pairs, so the fold never sees the held-out
+quadrant, not even as input) is applied to the whole input and measured on that
+quadrant. The PSNR over the four quadrants' pixels together is the estimate. A
+quadrant's content is less like what its fold learnt from than a block's, and the
+folds learn from three quarters of the example, so the estimate is mostly below the
+blocks' and errs either way: on six of the benchmark's seven targets, two seeds
+each, by -3.4 to +1.6 dB, where the blocks erred by +1.1 to +5.0 (on the seventh,
+whose held-out images show what the example does not, both are 7-8 dB high).
 
 With several examples, fold k holds out quadrant k of each of them.
 """
