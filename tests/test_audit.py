@@ -27,7 +27,7 @@ CONFIG_SOURCE = """
 from onepair.audit import AuditConfig
 from onepair.defenses import Defense
 from onepair.fit import FitConfig
-from onepair.models import UNetConfig
+from onepair.models import FilterConfig, UNetConfig
 
 TINY = UNetConfig(depth=2, width=8, linear_kernel=7)
 CONFIG = AuditConfig(
@@ -39,7 +39,10 @@ CONFIG = AuditConfig(
         Defense("perturbation", 30.0),
     ),
     held_out=("builtin:coffee", "builtin:camera"),
-    imitators=(("tiny", "U-Net, 2 levels, 8 channels", TINY),),
+    imitators=(
+        ("tiny", "U-Net, 2 levels, 8 channels", TINY),
+        ("filters", "adaptive linear path", FilterConfig(linear_kernel=7, linear_bins=3)),
+    ),
     defense_model=TINY,
     fit=FitConfig(steps=10**9, crop=32, val_every=10, checkpoint_every=10, device="cpu"),
     erf_count=2,
@@ -79,6 +82,9 @@ def test_report_data_has_every_part(audited) -> None:
     seconds = [point["seconds"] for point in tiny["curve"]]
     assert len(seconds) >= 2 and seconds == sorted(seconds)
     assert seconds[-1] == round(tiny["fit_seconds"], 2)  # the curve ends at the final copy
+    filters = data["attack"]["imitators"][1]  # solved, not trained: one point, at step 0
+    assert filters["psnr"] > data["attack"]["floor_psnr"] + 10
+    assert [point["step"] for point in filters["curve"]] in ([0], [0, 0])
     assert [s["name"] for s in data["attack"]["samples"]] == list(CONFIG.held_out)
     assert data["erf"]["radius"] > 0 and data["erf"]["imitator_radius"] > 0
     labels = [row["label"] for row in data["defenses"]]

@@ -104,6 +104,7 @@ def test_run_folder_round_trip_gives_identical_outputs(tmp_path, blur_pair, phot
         "unshuffle": 1,
         "skip": "linear",
         "linear_kernel": 7,
+        "linear_bins": 1,
         "activation": "leaky-relu",
     }
     assert (config["in_channels"], config["out_channels"], config["scale"]) == (3, 3, 1)

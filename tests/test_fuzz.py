@@ -29,6 +29,7 @@ from onepair.imitator import Imitator
 from onepair.models import (
     ARCHITECTURES,
     AttentionConfig,
+    FilterConfig,
     PlainConfig,
     SoftmaxConfig,
     UNetConfig,
@@ -117,6 +118,7 @@ RECIPES = {
     "plain": (PlainConfig(receptive_field=5, width=4, batchnorm=True, skip="identity"), 3, 3, 1),
     "attention": (AttentionConfig(width=4, blocks=2, window=4, linear_kernel=3), 1, 1, 2),
     "softmax": (SoftmaxConfig(UNetConfig(depth=2, width=4, skip="none")), 3, 4, 1),
+    "filter": (FilterConfig(linear_kernel=3, linear_bins=2), 3, 3, 1),
 }
 
 
@@ -210,6 +212,8 @@ FIELD_CASES = [
     ),
     ("unet", "model.convs_per_level", 9, "model.convs_per_level is 9; expected an integer in 1..8"),
     ("unet", "model.growth", 0, "model.growth is 0; expected an integer in 1..4"),
+    ("unet", "model.linear_bins", 0, "model.linear_bins is 0; expected an integer in 1..32"),
+    ("filter", "model.linear_bins", 33, "model.linear_bins is 33; expected an integer in 1..32"),
     ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (
@@ -299,13 +303,13 @@ FIELD_CASES = [
         "unet",
         "model.architecture",
         "vit",
-        'model.architecture is "vit"; expected one of unet, plain, attention, softmax',
+        'model.architecture is "vit"; expected one of unet, plain, attention, softmax, filter',
     ),
     (
         "unet",
         "model.architecture",
         DELETE,
-        "model.architecture is missing; expected one of unet, plain, attention, softmax",
+        "model.architecture is missing; expected one of unet, plain, attention, softmax, filter",
     ),
     (
         "unet",
@@ -313,14 +317,14 @@ FIELD_CASES = [
         3,
         "model has unknown fields ['dept'] for architecture 'unet'; "
         "valid fields: depth, width, kernel_size, convs_per_level, growth, unshuffle, skip, "
-        "linear_kernel, activation",
+        "linear_kernel, linear_bins, activation",
     ),
     (
         "unet",
         "model",
         [],
         "model is [] (array); "
-        "expected an object with an architecture of unet, plain, attention, softmax",
+        "expected an object with an architecture of unet, plain, attention, softmax, filter",
     ),
     (
         "unet",

@@ -35,7 +35,7 @@ from onepair.fit import FitConfig
 from onepair.images import save_image
 from onepair.imitator import Imitator, version
 from onepair.metrics import psnr
-from onepair.models import ModelConfig, UNetConfig, config_to_dict
+from onepair.models import FilterConfig, ModelConfig, UNetConfig, config_to_dict
 from onepair.pairs import Pair, baseline
 from onepair.samples import read
 from onepair.targets import SpecTarget, load_target, redact
@@ -46,6 +46,8 @@ IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
     ("default", "U-Net, 2 levels, 8 channels (onepair's default)", UNetConfig()),
     ("medium", "U-Net, 3 levels, 16 channels", UNetConfig(depth=3, width=16)),
     ("large", "U-Net, 3 levels, 32 channels", UNetConfig(depth=3, width=32)),
+    # no network: copies some denoisers better than every U-Net (docs/FIDELITY.md)
+    ("filters", "adaptive linear path, no network (5 blended 15x15 filters)", FilterConfig()),
 )
 
 

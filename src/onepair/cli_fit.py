@@ -46,6 +46,11 @@ def fit_command(
     batchnorm: bool | None = typer.Option(None, help="plain CNN batch norm"),
     skip: str | None = typer.Option(None, help="none | identity | linear"),
     linear_kernel: int | None = typer.Option(None, help="size of the linear path's filter"),
+    linear_bins: int | None = typer.Option(
+        None,
+        help="filters in the linear path, blended per pixel by gradient strength (1: one "
+        "filter; more copy denoisers better, docs/FIDELITY.md)",
+    ),
     steps: int | None = typer.Option(None, help="step budget"),
     seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
     batch_size: int | None = typer.Option(None),

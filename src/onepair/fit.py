@@ -136,12 +136,17 @@ def fit(
     if watch is not None and state.step == 0:
         network.eval()
         t0 += _timed(watch, 0, time.perf_counter() - t0, network)
-    step = steps.make_step(network, sampler, optimizer, config.batch_size, config.loss, generator)
+    # an imitator that is only its solved linear path (FilterNet) has nothing to train
+    trainable = any(p.requires_grad for p in network.parameters())
+    if trainable:
+        step = steps.make_step(
+            network, sampler, optimizer, config.batch_size, config.loss, generator
+        )
     graphed = False
     with FitProgress(show_progress) as bar:
         network.train()
         window: list[torch.Tensor] = []  # losses stay on the device until logged
-        while state.step < config.steps:
+        while trainable and state.step < config.steps:
             elapsed = time.perf_counter() - t0
             progress = _progress(state.step, elapsed, config)
             if progress >= 1.0:

@@ -71,6 +71,7 @@ def _odd(low: int, high: int) -> Field:
 
 SKIP = Field("choice", choices=SKIPS)
 LINEAR_KERNEL = _odd(1, 63)
+LINEAR_BINS = _int(1, 32)
 
 # The one table: architecture -> field -> accepted JSON type and range.
 MODEL_FIELDS: dict[str, dict[str, Field]] = {
@@ -83,6 +84,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "unshuffle": _int(1, 8),
         "skip": SKIP,
         "linear_kernel": LINEAR_KERNEL,
+        "linear_bins": LINEAR_BINS,
         "activation": Field("choice", choices=("leaky-relu", "relu")),
     },
     "plain": {
@@ -92,6 +94,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "batchnorm": Field("bool"),
         "skip": SKIP,
         "linear_kernel": LINEAR_KERNEL,
+        "linear_bins": LINEAR_BINS,
     },
     "attention": {
         "width": _int(1, 1024),
@@ -101,8 +104,10 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "expansion": Field("number", 0, 16, low_open=True),
         "skip": SKIP,
         "linear_kernel": LINEAR_KERNEL,
+        "linear_bins": LINEAR_BINS,
     },
     "softmax": {"backbone": Field("config", choices=BACKBONES)},
+    "filter": {"linear_kernel": LINEAR_KERNEL, "linear_bins": LINEAR_BINS},
 }
 
 # config.json's top level; the "fit" settings and a teacher's section are free-form.

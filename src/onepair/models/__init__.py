@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from onepair.models.attention import AttentionConfig, AttentionNet
+from onepair.models.filter import FilterConfig, FilterNet
 from onepair.models.network import Network, Skip
 from onepair.models.plain import PlainCNN, PlainConfig
 from onepair.models.receptive import Span
@@ -25,9 +26,10 @@ ARCHITECTURES: dict[str, tuple[type, type[Network]]] = {
     "plain": (PlainConfig, PlainCNN),
     "attention": (AttentionConfig, AttentionNet),
     "softmax": (SoftmaxConfig, SoftmaxNet),
+    "filter": (FilterConfig, FilterNet),
 }
 
-ModelConfig = UNetConfig | PlainConfig | AttentionConfig | SoftmaxConfig
+ModelConfig = UNetConfig | PlainConfig | AttentionConfig | SoftmaxConfig | FilterConfig
 
 
 def build(config: ModelConfig, in_channels: int, out_channels: int, scale: int = 1) -> Network:
@@ -69,6 +71,8 @@ def config_from_dict(data: dict[str, Any], path: str = "model") -> ModelConfig:
     data = dict(data)
     if data["architecture"] == "unet":  # saved before the field existed: plain ReLU
         data.setdefault("activation", "relu")
+    if data["architecture"] in ("unet", "plain", "attention"):  # saved before: one filter
+        data.setdefault("linear_bins", 1)
     config_type = ARCHITECTURES[data.pop("architecture")][0]
     nested = {k: config_from_dict(v, f"{path}.{k}") for k, v in data.items() if isinstance(v, dict)}
     try:
@@ -81,6 +85,8 @@ __all__ = [
     "ARCHITECTURES",
     "AttentionConfig",
     "AttentionNet",
+    "FilterConfig",
+    "FilterNet",
     "ModelConfig",
     "Network",
     "PlainCNN",

@@ -50,10 +50,11 @@ class AttentionConfig:
     expansion: float = 2.0
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
+    linear_bins: int = 1  # > 1: the adaptive linear path (onepair.models.adaptive)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", Skip(self.skip))
-        for name in ("width", "blocks", "heads"):
+        for name in ("width", "blocks", "heads", "linear_bins"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AttentionConfig.{name} is {getattr(self, name)}; expected >= 1")
         if (2 * self.width) % self.heads:
@@ -158,7 +159,7 @@ class AttentionNet(Network):
         self.fuse = nn.Conv2d(2 * c, c, 3, padding=1)
         self.multiple = 2 * w  # whole windows at half resolution, grid aligned across tiles
         self.body_span = self._span()
-        self.finish(c, config.skip, config.linear_kernel)
+        self.finish(c, config.skip, config.linear_kernel, linear_bins=config.linear_bins)
 
     def _span(self) -> Span:
         stem = Span().conv(3)

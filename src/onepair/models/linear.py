@@ -10,7 +10,7 @@ filter predicts all ``s * s`` output phases of each input pixel (pixel shuffle).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,11 @@ class LinearFilter(nn.Module):
         self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
         self.register_buffer("bias", torch.zeros(n_out))
         self._spectrum: tuple[tuple, dict[tuple, torch.Tensor]] | None = None
+
+    @property
+    def radius(self) -> int:
+        """Input pixels each side that an output pixel depends on."""
+        return self.kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fft = FFT_ON_CUDA or x.device.type != "cuda"
@@ -113,31 +118,51 @@ class LinearFilter(nn.Module):
         xs = [x] if isinstance(x, np.ndarray) else list(x)
         ys = [y] if isinstance(y, np.ndarray) else list(y)
         keeps = list(keep) if keep is not None else [None] * len(xs)
-        k = self.kernel
-        usable = [
-            (a, b, self._positions(a.shape[:2], m))
-            for a, b, m in zip(xs, ys, keeps, strict=True)
-            if min(a.shape[:2]) >= k
-        ]
-        total = sum(len(p) for _, _, p in usable)
-        if not total:
-            return  # too small to hold one patch: keep the zero filter
         normal = rhs = None
-        for index, (a, b, positions) in enumerate(usable):
-            count = len(positions)
-            if not count:
-                continue
-            rows = max(1, round(max_rows * count / total)) if total > max_rows else count
-            part, part_rhs = self._normal_equations(a, b, positions, rows, seed + index, chunk_rows)
+        for design, targets, _ in self.design_rows(xs, ys, max_rows, seed, chunk_rows, keeps):
+            part, part_rhs = design.T @ design, design.T @ targets
             normal = part if normal is None else normal + part
             rhs = part_rhs if rhs is None else rhs + part_rhs
-        assert normal is not None and rhs is not None
+        if normal is None or rhs is None:
+            return  # too small to hold one patch: keep the zero filter
         normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
             ridge * normal.diagonal().mean()
         )
         solution = torch.linalg.solve(normal, rhs)  # (D, Cout*s*s)
         self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
         self.bias.copy_(solution[-1].float())
+
+    def design_rows(
+        self,
+        xs: Sequence[np.ndarray],
+        ys: Sequence[np.ndarray],
+        max_rows: int,
+        seed: int,
+        chunk_rows: int,
+        keeps: Sequence[np.ndarray | None],
+        blends: Sequence[torch.Tensor] | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """The least-squares rows of the examples' valid patches, a chunk at a time:
+        ``(design, targets, weights)``, float64, (n, Cin*k*k + 1) with a column of ones,
+        (n, Cout*s*s) output phases, and each row's entry of ``blends`` (one (B, H, W)
+        map per example; None without them). At most ``max_rows`` rows in all: a seeded
+        random subset, shared among the examples by their patch counts."""
+        k = self.kernel
+        usable = [
+            (index, self._positions(a.shape[:2], m))
+            for index, (a, m) in enumerate(zip(xs, keeps, strict=True))
+            if min(a.shape[:2]) >= k
+        ]
+        total = sum(len(p) for _, p in usable)
+        for order, (index, positions) in enumerate(usable):
+            count = len(positions)
+            if not count:
+                continue
+            rows = max(1, round(max_rows * count / total)) if total > max_rows else count
+            blend = blends[index] if blends is not None else None
+            yield from self._rows(
+                xs[index], ys[index], positions, rows, seed + order, chunk_rows, blend
+            )
 
     def _positions(self, size: tuple[int, ...], keep: np.ndarray | None) -> torch.Tensor:
         """Flat indices of the top-left corners of the valid patches whose centre is kept."""
@@ -148,7 +173,7 @@ class LinearFilter(nn.Module):
         centres = keep[r : r + h - k + 1, r : r + w - k + 1]
         return torch.from_numpy(np.flatnonzero(centres))
 
-    def _normal_equations(
+    def _rows(
         self,
         x: np.ndarray,
         y: np.ndarray,
@@ -156,8 +181,9 @@ class LinearFilter(nn.Module):
         max_rows: int,
         seed: int,
         chunk_rows: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(A^T A, A^T b)`` of one example's patches (a seeded subset of ``max_rows``)."""
+        blend: torch.Tensor | None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """One example's rows (a seeded subset of ``max_rows``), ``chunk_rows`` at a time."""
         k, s = self.kernel, self.scale
         h, w, _ = x.shape
         r = k // 2
@@ -172,15 +198,11 @@ class LinearFilter(nn.Module):
             order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
             positions = positions[order[:max_rows].sort().values]
         offsets = torch.arange(k)
-        normal = rhs = None
         for chunk in positions.split(chunk_rows):  # bounded memory for any example size
             rows, cols = chunk // (w - k + 1), chunk % (w - k + 1)
             patches = xt[:, rows[:, None, None] + offsets[:, None], cols[:, None, None] + offsets]
             design = patches.permute(1, 0, 2, 3).reshape(len(chunk), -1)  # (n, Cin*k*k)
             design = torch.cat([design, torch.ones(len(chunk), 1, dtype=design.dtype)], 1)
             targets = phases[:, rows + r, cols + r].T  # (n, Cout*s*s)
-            part, part_rhs = design.T @ design, design.T @ targets
-            normal = part if normal is None else normal + part
-            rhs = part_rhs if rhs is None else rhs + part_rhs
-        assert normal is not None and rhs is not None
-        return normal, rhs
+            weights = blend[:, rows + r, cols + r].T if blend is not None else None
+            yield design, targets, weights

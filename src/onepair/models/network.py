@@ -48,11 +48,20 @@ class Network(nn.Module):
             scale,
         )
 
-    def finish(self, features: int, skip: Skip, linear_kernel: int, shuffle: int = 1) -> None:
+    def finish(
+        self,
+        features: int,
+        skip: Skip,
+        linear_kernel: int,
+        shuffle: int = 1,
+        linear_bins: int = 1,
+    ) -> None:
         """Build head and skip after the body; zero the head so the skip alone starts.
 
         ``shuffle`` is the body's down-sampling of its features (1: full
         resolution); the head's pixel shuffle undoes it along with the scale.
+        ``linear_bins`` > 1 makes the linear path adaptive
+        (:mod:`onepair.models.adaptive`).
         """
         s, cout, cin = self.scale, self.out_channels, self.in_channels
         up = s * shuffle
@@ -66,7 +75,11 @@ class Network(nn.Module):
             )
         self.skip_kind = skip
         self.linear: nn.Module | None = None
-        if skip is Skip.LINEAR:
+        if skip is Skip.LINEAR and linear_bins > 1:
+            from onepair.models.adaptive import AdaptiveFilter
+
+            self.linear = AdaptiveFilter(cin, cout, s, linear_kernel, linear_bins)
+        elif skip is Skip.LINEAR:
             from onepair.models.linear import LinearFilter
 
             self.linear = LinearFilter(cin, cout, s, linear_kernel)
@@ -103,7 +116,7 @@ class Network(nn.Module):
         """
         if self.linear is None:
             return self.skip(x)
-        r = self.linear.kernel // 2
+        r = self.linear.radius
         padded = F.pad(x, (r, r, r, r), mode="reflect") if r and min(x.shape[-2:]) > r else x
         y = self.linear(padded)
         if padded is x:
@@ -118,7 +131,7 @@ class Network(nn.Module):
         """Closed-form span of input pixels each output pixel depends on."""
         span = self.body_span
         if self.linear is not None:
-            span = span.union(Span().conv(self.linear.kernel))
+            span = span.union(Span().conv(2 * self.linear.radius + 1))
         return span
 
     def num_params(self, trainable_only: bool = False) -> int:

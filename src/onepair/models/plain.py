@@ -28,6 +28,7 @@ class PlainConfig:
     batchnorm: bool = False
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
+    linear_bins: int = 1  # > 1: the adaptive linear path (onepair.models.adaptive)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skip", Skip(self.skip))
@@ -39,8 +40,9 @@ class PlainConfig:
                 f"PlainConfig.receptive_field is {r}; with kernel_size {k} it must be "
                 f"1 + n*{k - 1} for n >= 1 layers (e.g. {k}, {2 * k - 1}, {3 * k - 2})"
             )
-        if self.width < 1:
-            raise ValueError(f"PlainConfig.width is {self.width}; expected >= 1")
+        for name in ("width", "linear_bins"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PlainConfig.{name} is {getattr(self, name)}; expected >= 1")
 
     @property
     def depth(self) -> int:
@@ -86,7 +88,7 @@ class PlainCNN(Network):
                     nn.init.zeros_(layer.bias)
         self.multiple = 1
         self.body_span = span
-        self.finish(c, config.skip, config.linear_kernel)
+        self.finish(c, config.skip, config.linear_kernel, linear_bins=config.linear_bins)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)  # (B, width, H, W)

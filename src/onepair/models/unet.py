@@ -50,6 +50,7 @@ class UNetConfig:
     unshuffle: int = 1
     skip: Skip = Skip.LINEAR
     linear_kernel: int = 15
+    linear_bins: int = 1  # > 1: the adaptive linear path (onepair.models.adaptive)
     # "leaky-relu" (slope 0.01): with plain ReLU all 8 channels of the last level of a
     # 2 x 8 net can die early in a fit, which then learns nothing beyond its linear
     # path (docs/FIDELITY.md). Runs saved without this field used "relu".
@@ -62,7 +63,7 @@ class UNetConfig:
                 f"UNetConfig.activation is {self.activation!r}; expected one of "
                 + ", ".join(ACTIVATIONS)
             )
-        for name in ("depth", "width", "convs_per_level", "growth", "unshuffle"):
+        for name in ("depth", "width", "convs_per_level", "growth", "unshuffle", "linear_bins"):
             if getattr(self, name) < 1:
                 raise ValueError(f"UNetConfig.{name} is {getattr(self, name)}; expected >= 1")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -109,7 +110,9 @@ class UNet(Network):
         )
         self.multiple = f * 2 ** (d - 1)
         self.body_span = self._span()
-        self.finish(chans[0], config.skip, config.linear_kernel, shuffle=f)
+        self.finish(
+            chans[0], config.skip, config.linear_kernel, shuffle=f, linear_bins=config.linear_bins
+        )
 
     def _span(self) -> Span:
         k, n, d = self.config.kernel_size, self.config.convs_per_level, self.config.depth
