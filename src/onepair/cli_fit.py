@@ -161,8 +161,12 @@ def fit_command(
     except (ValueError, FileExistsError, PermissionError, FileNotFoundError) as error:
         _fail(str(error))
     m = imitator.metrics
+    linear = imitator.network.linear
+    solved = sum(t.numel() for t in linear.state_dict().values()) if linear is not None else 0
     out.print(
-        f"imitator written to {out_dir}: {m['num_params']:,} parameters, receptive field "
+        f"imitator written to {out_dir}: {m['num_params']:,} parameters"
+        + (f" and {solved:,} solved in the linear path" if solved else "")
+        + f", receptive field "
         f"{m['receptive_field']}x{m['receptive_field']}, {m['steps']} steps in "
         f"{m['seconds']:.1f} s"
     )

@@ -46,7 +46,7 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     "fidelity": (UNetConfig(depth=4, width=32), FitConfig(augment=Augment.AUTO, crop=96)),
     # no network: only the adaptive linear path (five 15 x 15 filters blended by gradient
     # strength), solved in closed form in seconds; on a 2-core Xeon from one 256 x 256
-    # pair it copies MAXIM denoising at 32.06 dB (sigma 25) and 34.07 dB (sigma 15) on
+    # pair it copies MAXIM denoising at 32.06 dB (sigma 25) and 33.88 dB (sigma 15) on
     # other photographs, above every U-Net fitted for 15 minutes (docs/FIDELITY.md, "The
     # adaptive linear path"); networks copy onepair's trained teachers better
     "filters": (FilterConfig(), FitConfig()),
