@@ -121,7 +121,9 @@ def child(args: argparse.Namespace) -> dict:
         torch.manual_seed(0)
         torch.nn.init.normal_(network.head[0].weight, std=0.1)
         if network.linear is not None:
-            network.linear.weight.normal_(0.0, 0.01)
+            for name, weights in network.linear.named_buffers():  # an adaptive path has two
+                if name.endswith("weight"):
+                    weights.normal_(0.0, 0.01)
     imitator = Imitator(network, model).to(resolve_device(args.device))
     warm = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
     imitator.apply(warm, tile=tile, precision=precision)  # warm-up: allocations, kernels

@@ -90,7 +90,9 @@ def random_network():
     with torch.no_grad():
         torch.manual_seed(0)
         torch.nn.init.normal_(network.head[0].weight, std=0.1)
-        network.linear.weight.normal_(0.0, 0.01)
+        for name, weights in network.linear.named_buffers():  # an adaptive path has two
+            if name.endswith("weight"):
+                weights.normal_(0.0, 0.01)
     return Imitator(network, model).to("cuda").network
 
 

@@ -196,3 +196,18 @@ def test_runs_saved_before_bins_existed_load_with_one_filter():
     assert config_from_dict(old).linear_bins == 1
     with pytest.raises(ValueError, match="linear_bins"):
         config_from_dict({**old, "linear_bins": 0})
+
+
+def test_the_filters_preset_tests_equivariance_for_the_ensemble(photo):
+    from onepair.fit import Augment
+    from onepair.presets import preset
+
+    model, config = preset("filters", 3, 3, 1)
+    pair = Pair.of(photo, np.sqrt(photo))  # per pixel: equivariant to every flip and rotation
+    auto = fit(
+        pair, replace(model, linear_kernel=7), replace(config, augment=Augment.AUTO),
+        show_progress=False,
+    )  # fmt: skip
+    assert len(auto.equivariances) == 8 and auto.metrics["steps"] == 0
+    plain = fit(pair, replace(model, linear_kernel=7), config, show_progress=False)
+    assert plain.equivariances == ["identity"]

@@ -194,6 +194,11 @@ def fit(
             if state.stopped_early:
                 break
         state.elapsed = time.perf_counter() - t0
+        if not trainable and config.augment is Augment.AUTO and validate is not None:
+            network.eval()  # nothing trained on transforms; they decide apply's --ensemble
+            augment, equivariance = equivariances(
+                network, validate, device, config.equivariance_tolerance
+            )
         if validate is not None:
             network.eval()
             last = validate(network, device)
