@@ -15,7 +15,7 @@ from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator
 from onepair.metrics import psnr
 from onepair.models import FilterConfig, UNetConfig, build
-from onepair.models.adaptive import AdaptiveFilter
+from onepair.models.adaptive import AdaptiveFilter, CascadeFilter
 from onepair.models.linear import LinearFilter
 from onepair.pairs import Pair
 from onepair.samples import sample
@@ -204,10 +204,53 @@ def test_the_filters_preset_tests_equivariance_for_the_ensemble(photo):
 
     model, config = preset("filters", 3, 3, 1)
     pair = Pair.of(photo, np.sqrt(photo))  # per pixel: equivariant to every flip and rotation
+    model = replace(model, linear_kernel=7, stage2_kernel=0)  # one stage: all eight pass here
     auto = fit(
-        pair, replace(model, linear_kernel=7), replace(config, augment=Augment.AUTO),
+        pair, model, replace(config, augment=Augment.AUTO),
         show_progress=False,
     )  # fmt: skip
     assert len(auto.equivariances) == 8 and auto.metrics["steps"] == 0
-    plain = fit(pair, replace(model, linear_kernel=7), config, show_progress=False)
+    plain = fit(pair, model, config, show_progress=False)
     assert plain.equivariances == ["identity"]
+
+
+def test_a_second_stage_copies_a_linear_target_exactly(photo, rng):
+    kernel, bias = rng.normal(0, 0.2, (3, 3, 5, 5)), rng.normal(0, 0.1, 3)
+    # borders reflected, as the second stage sees the first's output on the example
+    y = filtered(np.pad(photo, ((2, 2), (2, 2), (0, 0)), mode="reflect"), kernel, bias)[2:-2, 2:-2]
+    path = CascadeFilter(3, 3, 1, 5, 3, 3, 2)
+    path.solve(photo, y)
+    assert bool(path.second)  # nothing held out: the second stage is kept
+    np.testing.assert_allclose(applied(path, photo), y, atol=1e-3)
+
+
+def test_the_held_out_blocks_decide_whether_the_second_stage_stays(rng):
+    x, y = denoised("astronaut", 0)
+    keep = np.ones(x.shape[:2], bool)
+    keep[::32, :] = False  # rows of held-out pixels across the example
+    keep[:, ::32] = False
+    path = CascadeFilter(3, 3, 1, 7, 3, 5, 2)
+    path.solve(x, y, keep=[keep])
+    held = ~keep
+    errors = []
+    for second in (False, True):
+        path.second.fill_(second)
+        errors.append(((np.clip(applied(path, x), 0, 1) - y)[held] ** 2).sum())
+    assert errors[1] != errors[0]
+    path.solve(x, y, keep=[keep])
+    assert bool(path.second) == (errors[1] < errors[0])
+
+
+def test_the_filters_preset_has_two_stages_and_saves_its_choice(tmp_path, photo):
+    from onepair.presets import preset
+
+    model, config = preset("filters", 3, 3, 1)
+    assert model.stage2_kernel > 0
+    small = replace(model, linear_kernel=5, stage2_kernel=3)
+    imitator = fit(Pair.of(photo, np.sqrt(photo)), small, config, tmp_path / "run",
+                   show_progress=False)  # fmt: skip
+    assert isinstance(imitator.network.linear, CascadeFilter)
+    assert imitator.metrics["receptive_field"] == 2 * imitator.network.linear.radius + 1
+    loaded = Imitator.load(tmp_path / "run", device="cpu")
+    assert bool(loaded.network.linear.second) == bool(imitator.network.linear.second)
+    np.testing.assert_array_equal(loaded.apply(photo), imitator.apply(photo))

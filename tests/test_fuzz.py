@@ -214,6 +214,19 @@ FIELD_CASES = [
     ("unet", "model.growth", 0, "model.growth is 0; expected an integer in 1..4"),
     ("unet", "model.linear_bins", 0, "model.linear_bins is 0; expected an integer in 1..32"),
     ("filter", "model.linear_bins", 33, "model.linear_bins is 33; expected an integer in 1..32"),
+    (
+        "filter",
+        "model.stage2_kernel",
+        64,
+        "model.stage2_kernel is 64; expected an integer in 0..63",
+    ),
+    (
+        "filter",
+        "model.stage2_kernel",
+        4,
+        "model: FilterConfig.stage2_kernel is 4; expected 0 (no second stage) or odd >= 1",
+    ),
+    ("filter", "model.stage2_bins", 0, "model.stage2_bins is 0; expected an integer in 1..32"),
     ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (

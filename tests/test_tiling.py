@@ -11,7 +11,6 @@ import torch
 from onepair import tiling
 from onepair.images import from_tensor, to_tensor
 from onepair.models import FilterConfig, PlainConfig, Skip, UNetConfig, build
-from onepair.models.adaptive import AdaptiveFilter
 from onepair.tiling import apply_network, apply_on_device, resolve_precision, tile_side
 
 
@@ -19,12 +18,12 @@ def randomised(config, cin, cout, scale):
     torch.manual_seed(0)
     network = build(config, cin, cout, scale).eval()
     torch.nn.init.normal_(network.head[0].weight, std=0.3)
-    if isinstance(network.linear, AdaptiveFilter):  # knots where random images' strengths lie
-        torch.nn.init.normal_(network.linear.first.weight, std=0.05)
-        torch.nn.init.normal_(network.linear.bank.weight, std=0.05)
-        network.linear.knots.copy_(torch.linspace(-4.5, -2.5, network.linear.bins))
-    elif network.linear is not None:
-        torch.nn.init.normal_(network.linear.weight, std=0.05)
+    if network.linear is not None:  # one filter, an adaptive path, or two in a row
+        for name, tensor in network.linear.named_buffers():
+            if name.endswith("weight"):
+                torch.nn.init.normal_(tensor, std=0.05)
+            elif name.endswith("knots"):  # where random images' strengths lie
+                tensor.copy_(torch.linspace(-4.5, -2.5, len(tensor)))
     return network
 
 
@@ -45,7 +44,9 @@ def whole(network, image):
         (UNetConfig(depth=2, width=4, unshuffle=2, linear_kernel=5), 3, 3, 1),
         (PlainConfig(receptive_field=11, width=4, batchnorm=True), 2, 2, 1),
         (UNetConfig(depth=2, width=4, linear_kernel=5, linear_bins=3), 3, 3, 1),
-        (FilterConfig(linear_kernel=5, linear_bins=4), 1, 3, 2),
+        (FilterConfig(linear_kernel=5, linear_bins=4, stage2_kernel=0), 1, 3, 2),
+        (FilterConfig(linear_kernel=5, linear_bins=3, stage2_kernel=3, stage2_bins=2), 3, 3, 1),
+        (FilterConfig(linear_kernel=3, linear_bins=2, stage2_kernel=3, stage2_bins=1), 1, 1, 2),
     ],
 )
 @pytest.mark.parametrize("size", [(37, 31), (101, 67)])

@@ -47,7 +47,7 @@ IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
     ("medium", "U-Net, 3 levels, 16 channels", UNetConfig(depth=3, width=16)),
     ("large", "U-Net, 3 levels, 32 channels", UNetConfig(depth=3, width=32)),
     # no network: copies some denoisers better than every U-Net (docs/FIDELITY.md)
-    ("filters", "adaptive linear path, no network (5 blended 15x15 filters)", FilterConfig()),
+    ("filters", "adaptive linear path, no network (two stages of blended filters)", FilterConfig()),
 )
 
 

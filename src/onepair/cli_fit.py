@@ -51,6 +51,12 @@ def fit_command(
         help="filters in the linear path, blended per pixel by gradient strength (1: one "
         "filter; more copy denoisers better, docs/FIDELITY.md)",
     ),
+    stage2_kernel: int | None = typer.Option(
+        None,
+        help="filter architecture: size of a second stage's filters on the input and the "
+        "first stage's output (0: none; kept only where the held-out blocks show it helps)",
+    ),
+    stage2_bins: int | None = typer.Option(None, help="filter architecture: second stage bins"),
     steps: int | None = typer.Option(None, help="step budget"),
     seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
     batch_size: int | None = typer.Option(None),

@@ -107,7 +107,12 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "linear_bins": LINEAR_BINS,
     },
     "softmax": {"backbone": Field("config", choices=BACKBONES)},
-    "filter": {"linear_kernel": LINEAR_KERNEL, "linear_bins": LINEAR_BINS},
+    "filter": {
+        "linear_kernel": LINEAR_KERNEL,
+        "linear_bins": LINEAR_BINS,
+        "stage2_kernel": _int(0, 63),
+        "stage2_bins": LINEAR_BINS,
+    },
 }
 
 # config.json's top level; the "fit" settings and a teacher's section are free-form.
