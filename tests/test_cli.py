@@ -201,6 +201,29 @@ def test_fit_takes_the_activation_and_the_held_out_block_side(tmp_path, photo):
     assert wrong.exit_code != 0 and "activation is 'tanh'; expected one of" in wrong.output
 
 
+def test_the_filters_preset_solves_its_stages_and_applies_with_the_ensemble(tmp_path, photo):
+    x = save_image(tmp_path / "x.png", photo)
+    y = save_image(tmp_path / "y.png", np.sqrt(photo))
+    flags = ["--preset", "filters", "--linear-kernel", "5", "--stage2-kernel", "3"]
+    fitted = invoke("fit", x, y, "-o", tmp_path / "run", *flags, "--augment", "auto", "--quiet")
+    assert fitted.exit_code == 0, fitted.output
+    assert "solved in the linear path" in fitted.output and "0 steps" in fitted.output
+    assert "apply --ensemble can average over flips and rotations" in fitted.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"] == {
+        "architecture": "filter",
+        "linear_kernel": 5,
+        "linear_bins": 5,
+        "stage2_kernel": 3,
+        "stage2_bins": 3,
+    }
+    applied = invoke("apply", tmp_path / "run", x, "--ensemble", "-o", tmp_path / "out")
+    assert applied.exit_code == 0, applied.output
+    assert load_image(tmp_path / "out" / "x.png").shape == photo.shape
+    wrong = invoke("fit", x, y, "-o", tmp_path / "bad", "--stage2-kernel", "3")
+    assert wrong.exit_code != 0 and "not a setting of the unet architecture" in wrong.output
+
+
 def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():
     from onepair.presets import PRESETS, preset_for
 

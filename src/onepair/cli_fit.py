@@ -197,7 +197,8 @@ def fit_command(
         )
     if len(imitator.equivariances) > 1:
         how = "found on the held-out blocks" if m.get("equivariance_psnr") else "assumed"
-        out.print(f"trained with flips and rotations ({how}): {', '.join(imitator.equivariances)}")
+        what = "trained with" if m["steps"] else "apply --ensemble can average over"
+        out.print(f"{what} flips and rotations ({how}): {', '.join(imitator.equivariances)}")
 
 
 def _example_files(paths: list[Path]) -> list[tuple[Path, Path]]:
