@@ -21,14 +21,14 @@ Xeon (docs/FIDELITY.md, "The adaptive linear path").
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onepair.models.linear import LinearFilter
+from onepair.models.linear import LinearFilter, as_lists
 
 SIGMA = 2.0  # the structure tensor's Gaussian window, in input pixels
 PRIOR = 10.0  # the ridge toward the first filter, worth this many pixels of evidence
@@ -104,17 +104,19 @@ class AdaptiveFilter(nn.Module):
         Arguments as for :meth:`LinearFilter.solve`; ``keep`` also decides which
         pixels' strengths place the knots.
         """
-        xs = [x] if isinstance(x, np.ndarray) else list(x)
-        ys = [y] if isinstance(y, np.ndarray) else list(y)
+        xs, ys = as_lists(x, y)
         keeps = list(keep) if keep is not None else [None] * len(xs)
         self.first.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keeps)
         logs = [self._strength_image(a) for a in xs]
         kept = np.concatenate(
             [s[m] if m is not None else s.ravel() for s, m in zip(logs, keeps, strict=True)]
         )
-        self.knots.copy_(torch.from_numpy(np.quantile(kept, np.linspace(0, 1, self.bins))))
-        blends = [_hats(torch.from_numpy(s)[None, None], self.knots)[0].double() for s in logs]
-        first = torch.cat([self.first.weight.flatten(1), self.first.bias[:, None]], 1).T.double()
+        # the systems are built on the host, whatever device the path is on
+        knots = torch.from_numpy(np.quantile(kept, np.linspace(0, 1, self.bins)))
+        self.knots.copy_(knots)
+        blends = [_hats(torch.from_numpy(s)[None, None], knots)[0].double() for s in logs]
+        first = torch.cat([self.first.weight.flatten(1), self.first.bias[:, None]], 1)
+        first = first.T.double().cpu()
         unknowns = first.shape[0]
         normal = torch.zeros(self.bins * unknowns, self.bins * unknowns, dtype=torch.float64)
         rhs = torch.zeros(self.bins * unknowns, first.shape[1], dtype=torch.float64)
@@ -154,13 +156,7 @@ class AdaptiveFilter(nn.Module):
 
     def _strength_image(self, x: np.ndarray) -> np.ndarray:
         """Log strengths (H, W) of a whole input, borders reflected as in apply."""
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
-        t = t.to(self.knots.device)
-        r = self.radius
-        pad = r if min(t.shape[-2:]) > r else 0
-        padded = F.pad(t, (pad, pad, pad, pad), mode="reflect") if pad else t
-        s = self.strength(padded)[0, 0]
-        return s[pad : s.shape[0] - pad, pad : s.shape[1] - pad].cpu().numpy()
+        return _on_whole(self.strength, x, self.radius, device=self.knots.device)[..., 0]
 
 
 def _hats(strength: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
@@ -228,8 +224,7 @@ class CascadeFilter(nn.Module):
     ) -> None:
         """Solve the first stage, then the second on the input and the first's output; keep
         the second only if it does better on the pixels ``keep`` leaves out (when any)."""
-        xs = [x] if isinstance(x, np.ndarray) else list(x)
-        ys = [y] if isinstance(y, np.ndarray) else list(y)
+        xs, ys = as_lists(x, y)
         self.stage1.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keep)
         joined = [self._joined_image(a) for a in xs]
         self.stage2.solve(joined, ys, ridge, max_rows, seed, chunk_rows, keep)
@@ -247,23 +242,29 @@ class CascadeFilter(nn.Module):
 
     def _joined_image(self, x: np.ndarray) -> np.ndarray:
         """The second stage's input (H, W, C) for a whole input, borders reflected."""
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
-        r = self.stage1.radius
-        pad = r if min(t.shape[-2:]) > r else 0
-        padded = F.pad(t, (pad, pad, pad, pad), mode="reflect") if pad else t
-        joined = self._joined(padded)[0]
-        joined = joined[:, pad : joined.shape[1] - pad, pad : joined.shape[2] - pad]
-        return joined.permute(1, 2, 0).cpu().numpy()
+        return _on_whole(self._joined, x, self.stage1.radius, device=self.second.device)
 
 
 def _whole(path: nn.Module, x: np.ndarray) -> np.ndarray:
     """``path`` on a whole (H, W, C) input, borders reflected: (s*H, s*W, Cout), clipped."""
-    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
-    r, s = path.radius, path.scale
-    pad = r if min(t.shape[-2:]) > r else 0
-    y = path(F.pad(t, (pad, pad, pad, pad), mode="reflect") if pad else t)[0]
-    y = y[:, s * pad : y.shape[1] - s * pad, s * pad : y.shape[2] - s * pad]
-    return y.clamp(0, 1).permute(1, 2, 0).cpu().numpy().astype(np.float64)
+    device = next(path.buffers()).device
+    return np.clip(_on_whole(path, x, path.radius, path.scale, device), 0, 1).astype(np.float64)
+
+
+def _on_whole(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    x: np.ndarray,
+    radius: int,
+    scale: int = 1,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """``function`` of a whole (H, W, C) input on ``device`` with ``radius`` pixels of its
+    borders reflected around it, as apply pads, cut back to (scale*H, scale*W, C')."""
+    t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float().to(device)
+    pad = radius if min(t.shape[-2:]) > radius else 0
+    y = function(F.pad(t, (pad, pad, pad, pad), mode="reflect") if pad else t)[0]
+    cut = scale * pad
+    return y[:, cut : y.shape[1] - cut, cut : y.shape[2] - cut].permute(1, 2, 0).cpu().numpy()
 
 
 def _path(cin: int, cout: int, scale: int, kernel: int, bins: int) -> nn.Module:

@@ -115,8 +115,7 @@ class LinearFilter(nn.Module):
         pixels whose outputs may be learnt from: patches centred elsewhere (the
         held-out blocks) are left out.
         """
-        xs = [x] if isinstance(x, np.ndarray) else list(x)
-        ys = [y] if isinstance(y, np.ndarray) else list(y)
+        xs, ys = as_lists(x, y)
         keeps = list(keep) if keep is not None else [None] * len(xs)
         normal = rhs = None
         for design, targets, _ in self.design_rows(xs, ys, max_rows, seed, chunk_rows, keeps):
@@ -206,3 +205,12 @@ class LinearFilter(nn.Module):
             targets = phases[:, rows + r, cols + r].T  # (n, Cout*s*s)
             weights = blend[:, rows + r, cols + r].T if blend is not None else None
             yield design, targets, weights
+
+
+def as_lists(
+    x: np.ndarray | Sequence[np.ndarray], y: np.ndarray | Sequence[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One example (two arrays) or several (two sequences) as two lists."""
+    return ([x] if isinstance(x, np.ndarray) else list(x)), (
+        [y] if isinstance(y, np.ndarray) else list(y)
+    )
