@@ -41,7 +41,11 @@ CONFIG = AuditConfig(
     held_out=("builtin:coffee", "builtin:camera"),
     imitators=(
         ("tiny", "U-Net, 2 levels, 8 channels", TINY),
-        ("filters", "adaptive linear path", FilterConfig(linear_kernel=7, linear_bins=3)),
+        (
+            "filters",
+            "adaptive linear path",
+            FilterConfig(linear_kernel=7, linear_bins=3, stage2_kernel=3),
+        ),
     ),
     defense_model=TINY,
     fit=FitConfig(steps=10**9, crop=32, val_every=10, checkpoint_every=10, device="cpu"),
