@@ -113,7 +113,11 @@ def fit(
         )
     augment = ["identity"] if config.augment is not Augment.ALL else list(dihedral.TRANSFORMS)
     weights = [h.weight() for h in holdouts] if holdouts else None
-    sampler = _sampler(network, pairs, weights, augment, config.crop, device)
+    # an imitator that is only its solved linear path (FilterNet) has nothing to train,
+    # and no crops of what its path leaves to draw
+    trainable = any(p.requires_grad for p in network.parameters())
+    if trainable:
+        sampler = _sampler(network, pairs, weights, augment, config.crop, device)
     equivariance: dict[str, float] | None = None
     generator = torch.Generator().manual_seed(config.seed)
     on_cuda = device.type == "cuda"
@@ -136,8 +140,6 @@ def fit(
     if watch is not None and state.step == 0:
         network.eval()
         t0 += _timed(watch, 0, time.perf_counter() - t0, network)
-    # an imitator that is only its solved linear path (FilterNet) has nothing to train
-    trainable = any(p.requires_grad for p in network.parameters())
     if trainable:
         step = steps.make_step(
             network, sampler, optimizer, config.batch_size, config.loss, generator
