@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_FIT, TINY_MODEL
+from onepair import dihedral
 from onepair.fit import fit
 from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator
@@ -210,8 +211,46 @@ def test_the_filters_preset_tests_equivariance_for_the_ensemble(photo):
         show_progress=False,
     )  # fmt: skip
     assert len(auto.equivariances) == 8 and auto.metrics["steps"] == 0
-    plain = fit(pair, model, config, show_progress=False)
+    plain = fit(pair, model, replace(config, augment=Augment.NONE), show_progress=False)
     assert plain.equivariances == ["identity"]
+
+
+def test_the_filters_preset_solves_on_the_transforms_it_keeps_when_the_blocks_agree(photo):
+    from onepair.fit import Augment
+    from onepair.presets import preset
+
+    model, config = preset("filters", 3, 3, 1)
+    pair = Pair.of(*denoised("astronaut", 0))  # a TV denoiser commutes with all eight
+    model = replace(model, linear_kernel=7, stage2_kernel=0)
+    auto = fit(pair, model, config, show_progress=False)  # the preset tests equivariance
+    assert config.augment is Augment.AUTO
+    plain = fit(pair, model, replace(config, augment=Augment.NONE), show_progress=False)
+    tested = fit(pair, model, replace(config, augment=Augment.TEST), show_progress=False)
+    assert len(auto.equivariances) == 8 and tested.equivariances == auto.equivariances
+    # the path solved on the transforms too scored better on the held-out blocks (a
+    # sqrt target does not: its blocks keep the plain solve) and commutes with them
+    assert auto.metrics["val_psnr"] > plain.metrics["val_psnr"]
+    new = np.ascontiguousarray(photo[:48, :40])
+    assert tested.metrics["linear_solved_on"] == ["identity"]  # test: for the ensemble only
+    for imitator, commutes in ((auto, True), (plain, False), (tested, False)):
+        rotated = np.ascontiguousarray(dihedral.forward(new, "rot90"))
+        turned = dihedral.inverse(imitator.apply(rotated), "rot90")
+        assert (np.abs(turned - imitator.apply(new)).max() < 1e-4) == commutes
+
+
+def test_augment_all_solves_a_networks_linear_path_on_every_transform(photo):
+    from onepair.fit import Augment
+
+    pair = Pair.of(photo, np.sqrt(photo))
+    config = replace(TINY_FIT, steps=1, augment=Augment.ALL)
+    path = fit(pair, replace(TINY_MODEL, linear_bins=3), config, show_progress=False)
+    path = path.network.linear
+    new = np.ascontiguousarray(photo[:48, :40])
+    for name in dihedral.TRANSFORMS:
+        moved = np.ascontiguousarray(dihedral.forward(new, name))
+        np.testing.assert_allclose(
+            dihedral.inverse(applied(path, moved), name), applied(path, new), atol=1e-4
+        )
 
 
 def test_a_second_stage_copies_a_linear_target_exactly(photo, rng):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from onepair.cli import app
 from onepair.images import load_image, save_image
 from onepair.imitator import Imitator
+from test_adaptive import denoised
 
 runner = CliRunner()
 TINY = [
@@ -222,6 +223,15 @@ def test_the_filters_preset_solves_its_stages_and_applies_with_the_ensemble(tmp_
     assert load_image(tmp_path / "out" / "x.png").shape == photo.shape
     wrong = invoke("fit", x, y, "-o", tmp_path / "bad", "--stage2-kernel", "3")
     assert wrong.exit_code != 0 and "not a setting of the unet architecture" in wrong.output
+    # a denoiser whose held-out blocks prefer the path solved on the transforms too
+    noisy, clean = denoised("astronaut", 0)
+    x, y = save_image(tmp_path / "n.png", noisy), save_image(tmp_path / "c.png", clean)
+    flags = [*flags[:2], "--linear-kernel", "7", "--stage2-kernel", "0", "--augment", "auto"]
+    fitted = invoke("fit", x, y, "-o", tmp_path / "sym", *flags)
+    assert fitted.exit_code == 0, fitted.output
+    assert "solved on flips and rotations (found on the held-out blocks)" in fitted.output
+    metrics = json.loads((tmp_path / "sym" / "metrics.json").read_text())
+    assert len(metrics["linear_solved_on"]) == 8
 
 
 def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():

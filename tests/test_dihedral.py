@@ -59,6 +59,18 @@ def test_auto_keeps_the_flips_of_a_horizontal_blur_and_drops_its_quarter_turns(p
     assert min(scores["rot90"], scores["transpose"]) < scores["identity"] - 5  # far off
 
 
+def test_test_finds_them_as_auto_does_and_trains_on_the_example_alone(photo):
+    spec = "noise:sigma=25|median"  # not linear: the network learns from the crops
+
+    def course(imitator):  # what the fit measured, step by step
+        return [(r["step"], r.get("loss"), r.get("val_psnr")) for r in imitator.history]
+
+    tested, plain, auto = (_fit(photo, spec, mode) for mode in ("test", "none", "auto"))
+    assert len(tested.equivariances) > 1 and tested.equivariances == auto.equivariances
+    assert course(tested) == course(plain)  # the same crops, the same steps
+    assert course(auto) != course(plain)  # auto trains on the transforms it found
+
+
 def test_auto_keeps_all_eight_for_an_isotropic_filter(photo):
     imitator = _fit(photo, "gaussian-blur:sigma=1.5", "auto")
     assert imitator.equivariances == list(dihedral.TRANSFORMS)

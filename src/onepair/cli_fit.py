@@ -65,8 +65,9 @@ def fit_command(
     loss: str | None = typer.Option(None, help="l2 | l1"),
     augment: str | None = typer.Option(
         None,
-        help="none | all | auto: flips and rotations of the example as extra pairs; auto keeps "
-        "those the held-out blocks show the target equivariant to",
+        help="none | all | auto | test: flips and rotations of the example as extra pairs; auto "
+        "keeps those the held-out blocks show the target equivariant to; test finds them as "
+        "auto does, for apply --ensemble only",
     ),
     holdout: float | None = typer.Option(
         None, help="fraction of the example held out for validation, as blocks spread over it"
@@ -197,7 +198,15 @@ def fit_command(
         )
     if len(imitator.equivariances) > 1:
         how = "found on the held-out blocks" if m.get("equivariance_psnr") else "assumed"
-        what = "trained with" if m["steps"] else "apply --ensemble can average over"
+        solved = len(m.get("linear_solved_on") or []) > 1  # the path commutes with them
+        trained = m["steps"] and imitator.fit.get("augment") != "test"
+        what = (
+            "trained with"
+            if trained
+            else "solved on"
+            if solved
+            else "apply --ensemble can average over"
+        )
         out.print(f"{what} flips and rotations ({how}): {', '.join(imitator.equivariances)}")
 
 

@@ -27,7 +27,7 @@ from onepair.fitconfig import Augment, FitConfig, Loss, Schedule, lr_at, resolve
 from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator, fit_config_to_dict
 from onepair.models import ModelConfig, UNetConfig, build
-from onepair.pairs import Pair, check_size
+from onepair.pairs import Pair, as_pairs, check_size
 from onepair.progress import FitProgress
 from onepair.validation import Holdout, Holdouts, equivariances
 
@@ -37,6 +37,7 @@ log = logging.getLogger("onepair")
 # for the crops' algorithms stays off (it cost steps: 834 against 912 in 5 s). How the
 # step runs there (a CUDA graph, Adam fused) is onepair.steps'.
 CUDA_CUDNN_BENCHMARK = False
+TESTED = (Augment.AUTO, Augment.TEST)  # the held-out blocks find the target's equivariances
 
 __all__ = ["Augment", "FitConfig", "Loss", "Schedule", "fit", "lr_at", "resolve_device"]
 
@@ -70,7 +71,7 @@ def fit(
     (a warm start, with the schedule run again from the top) instead of a fresh
     initialisation; its linear path is kept instead of solved again.
     """
-    pairs = _as_pairs(pair)
+    pairs = as_pairs(pair)
     model = model if model is not None else UNetConfig()
     config = config if config is not None else FitConfig()
     out = Path(out_dir) if out_dir is not None else None
@@ -92,26 +93,17 @@ def fit(
     span = network.receptive_field()
     for one in pairs:
         check_size(one, config.crop, span.size)
-    holdouts = (
-        [
-            Holdout(one, config.holdout, span.margin, config.holdout_block, network.multiple)
-            for one in pairs
-        ]
+    holdouts = [
+        Holdout(one, config.holdout, span.margin, config.holdout_block, network.multiple)
+        for one in pairs
         if config.holdout
-        else []
-    )
+    ]
+    augment = ["identity"] if config.augment is not Augment.ALL else list(dihedral.TRANSFORMS)
     if init is not None:
         network.load_state_dict(init)
     elif network.linear is not None:
-        k = network.linear.kernel
-        log.info("solving the %dx%d linear path on the example by least squares", k, k)
-        network.linear.solve(
-            [p.input for p in pairs],
-            [p.output for p in pairs],
-            seed=config.seed,
-            keep=[~h.mask for h in holdouts] if holdouts else None,
-        )
-    augment = ["identity"] if config.augment is not Augment.ALL else list(dihedral.TRANSFORMS)
+        _solve(network.linear, pairs, holdouts, config.seed, augment)
+    solved_on = augment if network.linear is not None and init is None else []
     weights = [h.weight() for h in holdouts] if holdouts else None
     # an imitator that is only its solved linear path (FilterNet) has nothing to train,
     # and no crops of what its path leaves to draw
@@ -153,9 +145,10 @@ def fit(
             progress = _progress(state.step, elapsed, config)
             if progress >= 1.0:
                 break
-            if config.augment is Augment.AUTO and equivariance is None:
+            if config.augment in TESTED and equivariance is None:
                 if validate is None:
-                    log.warning("augment=auto needs held-out blocks (holdout > 0); not augmenting")
+                    log.warning("augment=%s needs held-out blocks (holdout > 0); not augmenting",
+                                config.augment.value)  # fmt: skip
                     equivariance = {}
                 elif progress >= config.augment_check:
                     network.eval()
@@ -163,7 +156,7 @@ def fit(
                         network, validate, device, config.equivariance_tolerance
                     )
                     log.info("equivariant to %s on the held-out blocks", ", ".join(augment))
-                    if len(augment) > 1:
+                    if len(augment) > 1 and config.augment is Augment.AUTO:
                         sampler = _sampler(network, pairs, weights, augment, config.crop, device)
                         step = steps.make_step(
                             network, sampler, optimizer, config.batch_size, config.loss, generator
@@ -196,11 +189,18 @@ def fit(
             if state.stopped_early:
                 break
         state.elapsed = time.perf_counter() - t0
-        if not trainable and config.augment is Augment.AUTO and validate is not None:
-            network.eval()  # nothing trained on transforms; they decide apply's --ensemble
-            augment, equivariance = equivariances(
+        if not trainable and config.augment in TESTED and validate is not None:
+            network.eval()  # nothing trained: the transforms kept join the solve (the blocks
+            augment, equivariance = equivariances(  # judge it) and decide apply's --ensemble
                 network, validate, device, config.equivariance_tolerance
             )
+            solves = config.augment is Augment.AUTO and network.linear is not None
+            if len(augment) > 1 and solves:
+                _solve(network.linear, pairs, holdouts, config.seed, augment)
+                score, plain = validate(network, device), state.best_psnr
+                solved_on = augment if score > plain else solved_on
+                log.info("held-out blocks: %.2f dB solved on the transforms too, %.2f dB "
+                         "without; the better is kept", score, plain)  # fmt: skip
         if validate is not None:
             network.eval()
             last = validate(network, device)
@@ -227,12 +227,24 @@ def fit(
         "cuda_graph": graphed,
         "augment": augment,
         "equivariance_psnr": equivariance or None,
+        "linear_solved_on": solved_on,  # the transforms of the examples the path was solved on
     }
     imitator = Imitator(network, model, fit_config_to_dict(config), metrics, state.history)
     if out is not None:
         imitator.save(out)
         checkpoint.remove(out)
     return imitator
+
+
+def _solve(path: torch.nn.Module, pairs: list[Pair], holdouts: list[Holdout], seed: int,
+           augment: list[str]) -> None:  # fmt: skip
+    """Solve the linear path on the examples and their transforms ``augment`` by least
+    squares, leaving out the held-out blocks."""
+    more = f" and {len(augment) - 1} flips and rotations" if len(augment) > 1 else ""
+    log.info("solving the %dx%d linear path on the example%s", path.kernel, path.kernel, more)
+    xs, ys = [p.input for p in pairs], [p.output for p in pairs]
+    keep = [~h.mask for h in holdouts] if holdouts else None
+    path.solve(xs, ys, seed=seed, keep=keep, transforms=augment)
 
 
 def _sampler(
@@ -265,27 +277,6 @@ def _timed(watch: Callable[[int, float, torch.nn.Module], None], *args: object) 
     with torch.no_grad():
         watch(*args)  # type: ignore[arg-type]
     return time.perf_counter() - start
-
-
-def _as_pairs(pair: Pair | Sequence[Pair]) -> list[Pair]:
-    pairs = [pair] if isinstance(pair, Pair) else list(pair)
-    if not pairs:
-        raise ValueError("fit got no example pairs; expected one Pair or a list of them")
-    for index, one in enumerate(pairs):
-        if not isinstance(one, Pair):
-            raise ValueError(f"example {index} is a {type(one).__name__}; expected a Pair")
-        first = pairs[0]
-        if (one.in_channels, one.out_channels, one.scale) != (
-            first.in_channels,
-            first.out_channels,
-            first.scale,
-        ):
-            raise ValueError(
-                f"example {index} maps {one.in_channels} -> {one.out_channels} channels at "
-                f"scale {one.scale} but example 0 maps {first.in_channels} -> "
-                f"{first.out_channels} at scale {first.scale}; all examples must agree"
-            )
-    return pairs
 
 
 def _progress(step: int, elapsed: float, config: FitConfig) -> float:

@@ -23,6 +23,7 @@ class Augment(str, Enum):
     NONE = "none"
     ALL = "all"  # all eight, assumed without a test
     AUTO = "auto"  # those the held-out blocks show the target equivariant to
+    TEST = "test"  # found as for auto, for apply --ensemble only: nothing trained or solved on them
 
 
 class Schedule(str, Enum):

@@ -9,6 +9,7 @@ data, how well it generalises (:mod:`onepair.validation`; DESIGN.md, "floor").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,3 +99,25 @@ def baseline(input: np.ndarray, output: np.ndarray) -> np.ndarray | None:
             return None
         input = np.repeat(input, output.shape[2], axis=2)
     return input
+
+
+def as_pairs(pair: Pair | Sequence[Pair]) -> list[Pair]:
+    """``pair`` as a list of pairs that agree in channels and scale, or a clear error."""
+    pairs = [pair] if isinstance(pair, Pair) else list(pair)
+    if not pairs:
+        raise ValueError("fit got no example pairs; expected one Pair or a list of them")
+    for index, one in enumerate(pairs):
+        if not isinstance(one, Pair):
+            raise ValueError(f"example {index} is a {type(one).__name__}; expected a Pair")
+        first = pairs[0]
+        if (one.in_channels, one.out_channels, one.scale) != (
+            first.in_channels,
+            first.out_channels,
+            first.scale,
+        ):
+            raise ValueError(
+                f"example {index} maps {one.in_channels} -> {one.out_channels} channels at "
+                f"scale {one.scale} but example 0 maps {first.in_channels} -> "
+                f"{first.out_channels} at scale {first.scale}; all examples must agree"
+            )
+    return pairs

@@ -50,7 +50,7 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     # 32.22 dB (sigma 25) and 34.02 dB (sigma 15) on other photographs, above every U-Net
     # fitted for 15 minutes (docs/FIDELITY.md, "The adaptive linear path"); networks copy
     # onepair's trained teachers better
-    "filters": (FilterConfig(), FitConfig()),
+    "filters": (FilterConfig(), FitConfig(augment=Augment.AUTO)),
     "paper-prototype": (
         PlainConfig(
             receptive_field=35, width=64, kernel_size=3, batchnorm=True, skip=Skip.IDENTITY

@@ -98,15 +98,18 @@ class AdaptiveFilter(nn.Module):
         seed: int = 0,
         chunk_rows: int = 4096,
         keep: Sequence[np.ndarray | None] | None = None,
+        transforms: Sequence[str] = ("identity",),
     ) -> None:
         """Solve the first filter, place the knots, then solve the bins' filters together.
 
         Arguments as for :meth:`LinearFilter.solve`; ``keep`` also decides which
-        pixels' strengths place the knots.
+        pixels' strengths place the knots. The strengths commute with flips and
+        rotations when the first filter does, so with ``transforms`` every system is
+        that of the transformed examples too, permuted (:meth:`LinearFilter.over`).
         """
         xs, ys = as_lists(x, y)
         keeps = list(keep) if keep is not None else [None] * len(xs)
-        self.first.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keeps)
+        self.first.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keeps, transforms)
         logs = [self._strength_image(a) for a in xs]
         kept = np.concatenate(
             [s[m] if m is not None else s.ravel() for s, m in zip(logs, keeps, strict=True)]
@@ -143,6 +146,7 @@ class AdaptiveFilter(nn.Module):
             self.bank.weight.copy_(self.first.weight.repeat(self.bins, 1, 1, 1))
             self.bank.bias.copy_(self.first.bias.repeat(self.bins))
             return
+        normal, rhs = self.first.over(transforms, normal, rhs, self.bins)
         pull = PRIOR * energy / (rows * unknowns)
         normal += torch.eye(len(normal), dtype=normal.dtype) * (
             pull + ridge * normal.diagonal().mean()
@@ -198,6 +202,9 @@ class CascadeFilter(nn.Module):
         self.stage1 = _path(in_channels, out_channels, scale, kernel, bins)
         joined = in_channels + out_channels * scale * scale
         self.stage2 = _path(joined, out_channels, scale, kernel2, bins2)
+        for part in self.stage2.modules():
+            if isinstance(part, LinearFilter):
+                part.phased_from = in_channels  # the first stage's output, unshuffled
         self.radius = self.stage1.radius + self.stage2.radius
         # False where the held-out blocks showed the second stage no better than the first
         self.register_buffer("second", torch.tensor(True))
@@ -221,13 +228,15 @@ class CascadeFilter(nn.Module):
         seed: int = 0,
         chunk_rows: int = 4096,
         keep: Sequence[np.ndarray | None] | None = None,
+        transforms: Sequence[str] = ("identity",),
     ) -> None:
         """Solve the first stage, then the second on the input and the first's output; keep
-        the second only if it does better on the pixels ``keep`` leaves out (when any)."""
+        the second only if it does better on the pixels ``keep`` leaves out (when any).
+        With ``transforms`` both are solved on the transforms too."""
         xs, ys = as_lists(x, y)
-        self.stage1.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keep)
+        self.stage1.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keep, transforms)
         joined = [self._joined_image(a) for a in xs]
-        self.stage2.solve(joined, ys, ridge, max_rows, seed, chunk_rows, keep)
+        self.stage2.solve(joined, ys, ridge, max_rows, seed, chunk_rows, keep, transforms)
         self.second.fill_(True)
         if keep is None or all(m is None or m.all() for m in keep):
             return

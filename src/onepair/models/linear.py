@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from scipy.fft import next_fast_len
 from torch import nn
 
+from onepair import dihedral
+
 # Kernels from this size on inputs from this side on are applied through the FFT
 # (docs/PERFORMANCE.md: 15x15 on 3 channels runs several times faster that way).
 FFT_MIN_KERNEL = 7
@@ -44,6 +46,9 @@ class LinearFilter(nn.Module):
         self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
         self.register_buffer("bias", torch.zeros(n_out))
         self._spectrum: tuple[tuple, dict[tuple, torch.Tensor]] | None = None
+        # input channels from this one on are pixel-unshuffled output phases (a cascade's
+        # second stage at scale > 1): a flip or rotation permutes them as it does the output's
+        self.phased_from: int | None = None
 
     @property
     def radius(self) -> int:
@@ -102,6 +107,7 @@ class LinearFilter(nn.Module):
         seed: int = 0,
         chunk_rows: int = 16_384,
         keep: Sequence[np.ndarray | None] | None = None,
+        transforms: Sequence[str] = ("identity",),
     ) -> None:
         """Set the filter to the least-squares fit ``y ~ filter(x)`` over valid patches.
 
@@ -113,7 +119,9 @@ class LinearFilter(nn.Module):
         system, gathered ``chunk_rows`` at a time, so memory stays bounded.
         ``keep``, one (H, W) boolean map per example (or None), names the input
         pixels whose outputs may be learnt from: patches centred elsewhere (the
-        held-out blocks) are left out.
+        held-out blocks) are left out. ``transforms`` (names of :mod:`onepair.dihedral`)
+        solves on every example under each of them, as extra pairs of a target that
+        commutes with them (see :meth:`over`).
         """
         xs, ys = as_lists(x, y)
         keeps = list(keep) if keep is not None else [None] * len(xs)
@@ -124,12 +132,51 @@ class LinearFilter(nn.Module):
             rhs = part_rhs if rhs is None else rhs + part_rhs
         if normal is None or rhs is None:
             return  # too small to hold one patch: keep the zero filter
+        normal, rhs = self.over(transforms, normal, rhs)
         normal += torch.eye(normal.shape[0], dtype=normal.dtype) * (
             ridge * normal.diagonal().mean()
         )
         solution = torch.linalg.solve(normal, rhs)  # (D, Cout*s*s)
         self.weight.copy_(solution[:-1].T.reshape(self.weight.shape).float())
         self.bias.copy_(solution[-1].float())
+
+    def over(
+        self, transforms: Sequence[str], normal: torch.Tensor, rhs: torch.Tensor, blocks: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normal equations of the examples under each of ``transforms``, averaged.
+
+        A flip or rotation of the example flips or rotates every patch and every output
+        pixel's phases about their centres, so the rows of the transformed example are
+        those of the example with their columns permuted: its system is this one's,
+        permuted, and no patch is gathered again. ``blocks`` systems of this filter's
+        unknowns side by side (the adaptive path's bins) are permuted alike. Over a
+        whole group (all eight, or one flip) the solution commutes with it.
+        """
+        if list(transforms) in ([], ["identity"]):
+            return normal, rhs
+        total_normal, total_rhs = torch.zeros_like(normal), torch.zeros_like(rhs)
+        for name in transforms:
+            columns, outputs = self.orders(name)
+            columns = (torch.arange(blocks)[:, None] * len(columns) + columns).ravel()
+            total_normal += normal[columns][:, columns]
+            total_rhs += rhs[columns][:, outputs]
+        return total_normal / len(transforms), total_rhs / len(transforms)
+
+    def orders(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where a least-squares row of the example under the transform ``name`` takes its
+        entries from in the example's row at the same pixel: indices of the design
+        columns (Cin*k*k + 1) and of the target columns (Cout*s*s)."""
+        k, s = self.kernel, self.scale
+        cin, cout = self.weight.shape[1], self.weight.shape[0] // (s * s)
+        taps, phases = _grid(k, name), _grid(s, name)
+        channels = np.arange(cin)
+        if self.phased_from is not None and s > 1:
+            start = self.phased_from
+            groups = np.arange((cin - start) // (s * s))[:, None] * s * s
+            channels[start:] = start + (groups + phases).ravel()
+        design = np.append((channels[:, None] * k * k + taps).ravel(), cin * k * k)
+        targets = (np.arange(cout)[:, None] * s * s + phases).ravel()
+        return torch.from_numpy(design), torch.from_numpy(targets)
 
     def design_rows(
         self,
@@ -205,6 +252,11 @@ class LinearFilter(nn.Module):
             targets = phases[:, rows + r, cols + r].T  # (n, Cout*s*s)
             weights = blend[:, rows + r, cols + r].T if blend is not None else None
             yield design, targets, weights
+
+
+def _grid(n: int, name: str) -> np.ndarray:
+    """The indices of an ``n x n`` grid under the transform ``name``, flattened."""
+    return dihedral.forward(np.arange(n * n).reshape(n, n), name).ravel()
 
 
 def as_lists(
