@@ -88,3 +88,17 @@ def test_fft_spectra_follow_the_weights_across_tile_sizes(rng):
             x = torch.from_numpy(rng.random((1, 3, h, w))).float()
             direct = F.conv2d(x, linear.weight, linear.bias, padding=7)
             torch.testing.assert_close(linear(x), direct, atol=1e-5, rtol=0)
+
+
+def test_a_tile_sizes_kernel_spectrum_is_computed_once():
+    from onepair.models.linear import Spectra
+
+    spectra, weight = Spectra(), torch.rand(3, 3, 7, 7)
+    sizes = [(100 + d, 120) for d in range(4)]  # as many as it keeps: full, last row, ...
+    first = {size: spectra(weight, size, torch.float32) for size in sizes}
+    assert first[sizes[0]].shape == (3, 100, 61, 3)  # (Cin, H', W'/2+1, Cout)
+    for _ in range(2):
+        for size in sizes:
+            assert spectra(weight, size, torch.float32) is first[size]
+    weight.mul_(2)  # new weights in place: computed again
+    assert spectra(weight, sizes[0], torch.float32) is not first[sizes[0]]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onepair.models.linear import LinearFilter, as_lists
+from onepair.models.linear import LinearFilter, Spectra, as_lists, correlate
 
 SIGMA = 2.0  # the structure tensor's Gaussian window, in input pixels
 PRIOR = 10.0  # the ridge toward the first filter, worth this many pixels of evidence
@@ -61,26 +61,44 @@ class AdaptiveFilter(nn.Module):
         # an output pixel sees the bank's filter, and the first filter's estimate over the
         # gradient's and the window's reach
         self.radius = kernel // 2 + 1 + window
+        self._cached: tuple[tuple, torch.Tensor] = ((), torch.empty(0))
+        self._spectra = Spectra()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self.blend(x)  # (N, bins, H, W)
-        if self.scale > 1:
-            weights = weights.repeat_interleave(self.scale, -2).repeat_interleave(self.scale, -1)
-        y = self.bank(x).unflatten(1, (self.bins, self.out_channels))
-        return (y * weights[:, :, None]).sum(1)
+        # one correlation gives the strengths' gradients and every bin's output: the
+        # input's spectrum is taken once (linear.correlate)
+        y = correlate(x, self._kernels(), None, self._spectra, self._cached[0])
+        weights = _hats(self._strength(y[:, :2]), self.knots)  # (N, bins, H, W)
+        bank = (y[:, 2:] + self.bank.bias[:, None, None]).unflatten(1, (self.bins, -1))
+        weights = weights.to(bank.dtype)[:, :, None]
+        out = bank[:, 0] * weights[:, 0]  # one bin at a time: 3.5x faster than einsum
+        for b in range(1, self.bins):
+            out += bank[:, b] * weights[:, b]
+        return F.pixel_shuffle(out, self.scale) if self.scale > 1 else out
 
     def strength(self, x: torch.Tensor) -> torch.Tensor:
-        """Log gradient strength of the first filter's estimate, (N, 1, H, W) at input size."""
-        gray = self.first(x).float().mean(1, keepdim=True)
-        if self.scale > 1:
-            gray = F.avg_pool2d(gray, self.scale)
-        diff = torch.tensor([-0.5, 0.0, 0.5], device=gray.device)
-        gx = F.conv2d(gray, diff.view(1, 1, 1, 3), padding=(0, 1))
-        gy = F.conv2d(gray, diff.view(1, 1, 3, 1), padding=(1, 0))
-        energy = gx * gx + gy * gy
-        r = len(self.taps) // 2
-        energy = F.conv2d(energy, self.taps.view(1, 1, 1, -1), padding=(0, r))
-        energy = F.conv2d(energy, self.taps.view(1, 1, -1, 1), padding=(r, 0))
+        """Log gradient strength of the first filter's estimate (its mean over channels and
+        output phases), (N, 1, H, W) at input size."""
+        return self._strength(correlate(x, self._kernels()[:2], None, Spectra()))
+
+    def _kernels(self) -> torch.Tensor:
+        """(2 + bins * Cout*s*s, Cin, k + 2, k + 2): the horizontal and vertical central
+        differences of the first filter's mean output, then the bins' filters (zero
+        taps around them); kept until the filters change."""
+        first, bank = self.first.weight, self.bank.weight
+        key = (first.device, first._version, first.data_ptr(), bank._version, bank.data_ptr())
+        if self._cached[0] != key:
+            mean = first.mean(0, keepdim=True)  # linear: the filter of the outputs' mean
+            gx = 0.5 * (F.pad(mean, (2, 0, 1, 1)) - F.pad(mean, (0, 2, 1, 1)))
+            gy = 0.5 * (F.pad(mean, (1, 1, 2, 0)) - F.pad(mean, (1, 1, 0, 2)))
+            self._cached = (key, torch.cat([gx, gy, F.pad(bank, (1, 1, 1, 1))]))
+        return self._cached[1]
+
+    def _strength(self, gradients: torch.Tensor) -> torch.Tensor:
+        """Log square root of the windowed ``gx**2 + gy**2``, (N, 2, H, W) -> (N, 1, H, W)."""
+        energy = gradients.float().square().sum(1, keepdim=True)
+        for axis in (-1, -2):  # the separable window, zero-padded, as shifted sums: one
+            energy = _window(energy, self.taps, axis)  # channel is slow in conv2d (2x)
         return energy.clamp_min(0).sqrt().clamp_min(_FLOOR).log()
 
     def blend(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,6 +181,16 @@ class AdaptiveFilter(nn.Module):
         return _on_whole(self.strength, x, self.radius, device=self.knots.device)[..., 0]
 
 
+def _window(x: torch.Tensor, taps: torch.Tensor, axis: int) -> torch.Tensor:
+    """``x`` correlated with ``taps`` along ``axis`` (-1 or -2), zero-padded to its size."""
+    r, n = len(taps) // 2, x.shape[axis]
+    padded = F.pad(x, (r, r) if axis == -1 else (0, 0, r, r))
+    out = padded.narrow(axis, 0, n) * taps[0]
+    for i in range(1, len(taps)):
+        out += padded.narrow(axis, i, n) * taps[i]
+    return out
+
+
 def _hats(strength: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear weights of (N, 1, H, W) ``strength`` over increasing ``knots``:
     (N, bins, H, W), clamped to the end knots outside them."""
@@ -232,7 +260,7 @@ class CascadeFilter(nn.Module):
     ) -> None:
         """Solve the first stage, then the second on the input and the first's output; keep
         the second only if it does better on the pixels ``keep`` leaves out (when any).
-        With ``transforms`` both are solved on the transforms too."""
+        With ``transforms`` both are solved on the transformed examples too."""
         xs, ys = as_lists(x, y)
         self.stage1.solve(xs, ys, ridge, max_rows, seed, chunk_rows, keep, transforms)
         joined = [self._joined_image(a) for a in xs]

@@ -45,7 +45,7 @@ class LinearFilter(nn.Module):
         n_out = out_channels * scale * scale
         self.register_buffer("weight", torch.zeros(n_out, in_channels, kernel, kernel))
         self.register_buffer("bias", torch.zeros(n_out))
-        self._spectrum: tuple[tuple, dict[tuple, torch.Tensor]] | None = None
+        self._spectra = Spectra()
         # input channels from this one on are pixel-unshuffled output phases (a cascade's
         # second stage at scale > 1): a flip or rotation permutes them as it does the output's
         self.phased_from: int | None = None
@@ -56,46 +56,8 @@ class LinearFilter(nn.Module):
         return self.kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fft = FFT_ON_CUDA or x.device.type != "cuda"
-        if fft and self.kernel >= FFT_MIN_KERNEL and min(x.shape[-2:]) >= FFT_MIN_SIDE:
-            y = self._fft_conv(x)
-        else:
-            # channels-last: the default CPU path for a large kernel on few channels is
-            # pathologically slow on big inputs (9.6 s vs 0.2 s for 1024x1024, 15x15, 3->3)
-            x = x.contiguous(memory_format=torch.channels_last)
-            y = F.conv2d(x, self.weight, self.bias, padding=self.kernel // 2)
+        y = correlate(x, self.weight, self.bias, self._spectra)
         return F.pixel_shuffle(y, self.scale) if self.scale > 1 else y
-
-    def _fft_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """``conv2d(x, weight, bias, padding=kernel // 2)`` through the FFT: the same
-        zero-padded correlation up to float rounding (about 1e-6), in a few operations
-        per pixel instead of ``Cin * Cout * kernel**2`` multiply-adds."""
-        k, r = self.kernel, self.kernel // 2
-        h, w = x.shape[-2:]
-        # at least H + k - 1: a linear, not circular, convolution; rounded up to a length
-        # with small prime factors, which the FFT does several times faster (558 -> 560: 3x)
-        size = (next_fast_len(h + k - 1, real=True), next_fast_len(w + k - 1, real=True))
-        x = x.contiguous() if x.dtype == torch.float64 else x.contiguous().float()
-        spectrum = torch.fft.rfft2(x, s=size)  # (B, Cin, H', W'/2+1)
-        kernel = self._kernel_spectrum(size, x.dtype)
-        product = torch.einsum("bchw,ochw->bohw", spectrum, kernel)
-        y = torch.fft.irfft2(product, s=size)[..., r : r + h, r : r + w]
-        return y + self.bias[:, None, None]
-
-    def _kernel_spectrum(self, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
-        """The flipped kernel's spectrum at ``size``, (Cout, Cin, H', W'/2+1); kept for the
-        few sizes an image's tiles have (full ones, the last column's and row's) until
-        the weights change."""
-        w = self.weight
-        weights = (w.device, w._version, w.data_ptr())
-        if self._spectrum is None or self._spectrum[0] != weights:
-            self._spectrum = (weights, {})
-        spectra = self._spectrum[1]
-        if (size, dtype) not in spectra:
-            if len(spectra) >= 4:
-                spectra.clear()
-            spectra[size, dtype] = torch.fft.rfft2(w.flip(-2, -1).to(dtype), s=size)
-        return spectra[size, dtype]
 
     @torch.no_grad()
     def solve(
@@ -252,6 +214,64 @@ class LinearFilter(nn.Module):
             targets = phases[:, rows + r, cols + r].T  # (n, Cout*s*s)
             weights = blend[:, rows + r, cols + r].T if blend is not None else None
             yield design, targets, weights
+
+
+class Spectra:
+    """The flipped kernel's spectrum, (Cin, H', W'/2+1, Cout), at the sizes an image's tiles
+    have (full ones, the last column's and row's), kept until the kernel changes."""
+
+    def __init__(self) -> None:
+        self._key: tuple = ()
+        self._sizes: dict[tuple, torch.Tensor] = {}
+
+    def __call__(
+        self, weight: torch.Tensor, size: tuple[int, int], dtype: torch.dtype, key: tuple = ()
+    ) -> torch.Tensor:
+        """``key`` names the kernel (by default the buffer ``weight`` as it is now)."""
+        key = key or (weight.device, weight._version, weight.data_ptr(), tuple(weight.shape))
+        if key != self._key:
+            self._key, self._sizes = key, {}
+        if (size, dtype) not in self._sizes:
+            if len(self._sizes) >= 4:
+                self._sizes.clear()
+            spectrum = torch.fft.rfft2(weight.flip(-2, -1).to(dtype), s=size)
+            self._sizes[size, dtype] = spectrum.permute(1, 2, 3, 0).contiguous()
+        return self._sizes[size, dtype]
+
+
+def correlate(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    spectra: Spectra,
+    key: tuple = (),
+) -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding=kernel // 2)``, through the FFT where that is faster:
+    the same zero-padded correlation up to float rounding (about 1e-6), in a few
+    operations per pixel instead of ``Cin * Cout * kernel**2`` multiply-adds. ``key``
+    names a kernel that is not a buffer (:class:`Spectra`)."""
+    k = weight.shape[-1]
+    fft = FFT_ON_CUDA or x.device.type != "cuda"
+    if not (fft and k >= FFT_MIN_KERNEL and min(x.shape[-2:]) >= FFT_MIN_SIDE):
+        # channels-last: the default CPU path for a large kernel on few channels is
+        # pathologically slow on big inputs (9.6 s vs 0.2 s for 1024x1024, 15x15, 3->3)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return F.conv2d(x, weight, bias, padding=k // 2)
+    r, (h, w) = k // 2, x.shape[-2:]
+    # at least H + k - 1: a linear, not circular, convolution; rounded up to a length
+    # with small prime factors, which the FFT does several times faster (558 -> 560: 3x)
+    size = (next_fast_len(h + k - 1, real=True), next_fast_len(w + k - 1, real=True))
+    x = x.contiguous() if x.dtype == torch.float64 else x.contiguous().float()
+    spectrum = torch.fft.rfft2(x, s=size)  # (B, Cin, H', W'/2+1)
+    kernel = spectra(weight, size, x.dtype, key)  # (Cin, H', W'/2+1, Cout)
+    # summed over the input channels one at a time, output channels innermost (which the
+    # inverse FFT also takes faster): 1.8x faster than einsum (docs/PERFORMANCE.md)
+    spectrum = spectrum.permute(0, 2, 3, 1)
+    product = spectrum[..., :1] * kernel[0]
+    for c in range(1, len(kernel)):
+        product += spectrum[..., c : c + 1] * kernel[c]
+    y = torch.fft.irfft2(product.permute(0, 3, 1, 2), s=size)[..., r : r + h, r : r + w]
+    return y + bias[:, None, None] if bias is not None else y
 
 
 def _grid(n: int, name: str) -> np.ndarray:
