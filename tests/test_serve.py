@@ -341,13 +341,20 @@ class Fake:
 
     def __init__(self, script: list[tuple[int, str, bytes | None]], delay: float = 0.0):
         self.script, self.delay, self.requests = script, delay, []
+        # requests being answered (read, not yet replied to) now and at most
+        self.in_flight, self.peak, lock = 0, 0, threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 fake.requests.append((dict(self.headers), body))
+                with lock:
+                    fake.in_flight += 1
+                    fake.peak = max(fake.peak, fake.in_flight)
                 time.sleep(fake.delay)
+                with lock:  # before the reply: the client frees its slot only once it has it
+                    fake.in_flight -= 1
                 status, kind, data = fake.script[min(len(fake.requests), len(fake.script)) - 1]
                 if data is None:
                     image, bits = decode_image(body)
@@ -436,21 +443,9 @@ def test_refused_connection_is_retried_then_reported(rng):
 
 
 def test_concurrency_caps_requests_in_flight(fake, rng):
+    # counted from a request's arrival to its reply: a handler still finishing after the
+    # reply (as the client already sends the next) is not in flight
     server = fake([(200, "image/png", None)], delay=0.1)
-    in_flight, peak, lock = [0], [0], threading.Lock()
-    original = server.server.RequestHandlerClass.do_POST
-
-    def counting(handler):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        try:
-            original(handler)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    server.server.RequestHandlerClass.do_POST = counting
     target = load_target(f"{server.url}#concurrency=2")
     image = rng.random((4, 4, 1), dtype=np.float32)
     threads = [threading.Thread(target=target, args=(image,)) for _ in range(6)]
@@ -458,7 +453,7 @@ def test_concurrency_caps_requests_in_flight(fake, rng):
         t.start()
     for t in threads:
         t.join(10)
-    assert len(server.requests) == 6 and peak[0] == 2
+    assert len(server.requests) == 6 and server.peak == 2
 
 
 def test_url_and_options_are_checked_at_open_time():
