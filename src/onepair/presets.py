@@ -46,10 +46,11 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     "fidelity": (UNetConfig(depth=4, width=32), FitConfig(augment=Augment.AUTO, crop=96)),
     # no network: only the adaptive linear path (five 15 x 15 filters blended by gradient
     # strength, then three 11 x 11 on the input and their output), solved in closed form
-    # in seconds; on a 2-core Xeon from one 256 x 256 pair it copies MAXIM denoising at
-    # 32.22 dB (sigma 25) and 34.02 dB (sigma 15) on other photographs, above every U-Net
-    # fitted for 15 minutes (docs/FIDELITY.md, "The adaptive linear path"); networks copy
-    # onepair's trained teachers better
+    # in seconds, again on the flips and rotations the held-out blocks find the target
+    # commutes with (kept if the blocks score it higher); from one 256 x 256 pair it
+    # copies MAXIM denoising at 32.36 dB (sigma 25) and 34.19 dB (sigma 15) on other
+    # photographs, above every U-Net fitted for 15 minutes (docs/FIDELITY.md, "The
+    # adaptive linear path"); networks copy onepair's trained teachers better
     "filters": (FilterConfig(), FitConfig(augment=Augment.AUTO)),
     "paper-prototype": (
         PlainConfig(
