@@ -89,6 +89,11 @@ def test_report_data_has_every_part(audited) -> None:
     filters = data["attack"]["imitators"][1]  # solved, not trained: one point, at step 0
     assert filters["psnr"] > data["attack"]["floor_psnr"] + 10
     assert [point["step"] for point in filters["curve"]] in ([0], [0, 0])
+    run = json.loads((out / "runs" / "filters" / "config.json").read_text())
+    assert run["fit"]["augment"] == "auto"  # as its preset; the networks as configured
+    assert (
+        json.loads((out / "runs" / "tiny" / "config.json").read_text())["fit"]["augment"] == "none"
+    )
     assert [s["name"] for s in data["attack"]["samples"]] == list(CONFIG.held_out)
     assert data["erf"]["radius"] > 0 and data["erf"]["imitator_radius"] > 0
     labels = [row["label"] for row in data["defenses"]]
