@@ -16,7 +16,8 @@ from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator
 from onepair.metrics import psnr
 from onepair.models import FilterConfig, UNetConfig, build
-from onepair.models.adaptive import AdaptiveFilter, CascadeFilter
+from onepair.models.adaptive import AdaptiveFilter
+from onepair.models.cascade import CascadeFilter
 from onepair.models.linear import LinearFilter
 from onepair.pairs import Pair
 from onepair.samples import sample

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from onepair import dihedral
 from onepair.images import from_tensor, to_tensor
-from onepair.models.adaptive import AdaptiveFilter, CascadeFilter
+from onepair.models.adaptive import AdaptiveFilter
+from onepair.models.cascade import CascadeFilter
 from onepair.models.linear import LinearFilter
 from test_adaptive import applied, denoised
 

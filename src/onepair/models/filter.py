@@ -2,11 +2,11 @@
 
 With ``linear_bins`` > 1 the path is adaptive (:mod:`onepair.models.adaptive`):
 filters blended per pixel by gradient strength; ``stage2_kernel`` > 0 adds a second
-stage on the input and the first's output. On the fidelity benchmark this
-copies MAXIM denoising, at sigma 15 and 25, better on other photographs than any
-U-Net trained on top of a linear path, in seconds instead of minutes: the
-networks gain on the example's own held-out blocks and lose on new images
-(docs/FIDELITY.md, "The adaptive linear path"). A fit solves the path and
+stage on the input and the first's output (:mod:`onepair.models.cascade`). On the
+fidelity benchmark this copies MAXIM denoising, at sigma 15 and 25, better on other
+photographs than any U-Net trained on top of a linear path, in seconds instead of
+minutes: the networks gain on the example's own held-out blocks and lose on new
+images (docs/FIDELITY.md, "The adaptive linear path"). A fit solves the path and
 measures it on the held-out blocks; it makes no training steps.
 """
 
@@ -61,7 +61,7 @@ class FilterNet(Network):
         self.finish(1, Skip.LINEAR, config.linear_kernel, linear_bins=config.linear_bins)
         self.head.requires_grad_(False)
         if config.stage2_kernel:
-            from onepair.models.adaptive import CascadeFilter
+            from onepair.models.cascade import CascadeFilter
 
             self.linear = CascadeFilter(
                 in_channels,
