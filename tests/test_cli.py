@@ -217,6 +217,8 @@ def test_the_filters_preset_solves_its_stages_and_applies_with_the_ensemble(tmp_
         "linear_bins": 5,
         "stage2_kernel": 3,
         "stage2_bins": 3,
+        "refine_layers": 0,
+        "refine_width": 32,
     }
     applied = invoke("apply", tmp_path / "run", x, "--ensemble", "-o", tmp_path / "out")
     assert applied.exit_code == 0, applied.output
@@ -232,6 +234,21 @@ def test_the_filters_preset_solves_its_stages_and_applies_with_the_ensemble(tmp_
     assert "solved on flips and rotations (found on the held-out blocks)" in fitted.output
     metrics = json.loads((tmp_path / "sym" / "metrics.json").read_text())
     assert len(metrics["linear_solved_on"]) == 8
+
+
+def test_the_refined_preset_trains_its_refiner_from_the_command_line(tmp_path):
+    noisy, clean = denoised("astronaut", 0)
+    x, y = save_image(tmp_path / "n.png", noisy), save_image(tmp_path / "c.png", clean)
+    flags = ["--preset", "refined", "--linear-kernel", "7", "--stage2-kernel", "0"]
+    flags += ["--refine-layers", "2", "--refine-width", "8", "--steps", "40", "--crop", "32"]
+    fitted = invoke("fit", x, y, "-o", tmp_path / "run", *flags, "--quiet")
+    assert fitted.exit_code == 0, fitted.output
+    assert "40 steps" in fitted.output
+    assert "path solved on and network trained with flips and rotations" in fitted.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["refine_layers"] == 2 and config["model"]["refine_width"] == 8
+    wrong = invoke("fit", x, y, "-o", tmp_path / "bad", *flags[:2], "--refine-layers", "-1")
+    assert wrong.exit_code != 0 and "refine_layers is -1" in wrong.output
 
 
 def test_the_auto_preset_is_the_gpu_default_on_cuda_and_the_default_elsewhere():

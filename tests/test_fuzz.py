@@ -227,6 +227,13 @@ FIELD_CASES = [
         "model: FilterConfig.stage2_kernel is 4; expected 0 (no second stage) or odd >= 1",
     ),
     ("filter", "model.stage2_bins", 0, "model.stage2_bins is 0; expected an integer in 1..32"),
+    (
+        "filter",
+        "model.refine_layers",
+        33,
+        "model.refine_layers is 33; expected an integer in 0..32",
+    ),
+    ("filter", "model.refine_width", 0, "model.refine_width is 0; expected an integer in 1..1024"),
     ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (

@@ -26,7 +26,7 @@ def fit_command(
     preset: str = typer.Option(
         "auto",
         help="recipe: auto (default-gpu on a CUDA device, else default) | default | "
-        "default-gpu | deep | first-default | fidelity | paper-prototype",
+        "default-gpu | deep | first-default | fidelity | filters | refined | paper-prototype",
     ),
     architecture: str | None = typer.Option(
         None, help="unet | plain | attention (overrides the preset)"
@@ -57,6 +57,12 @@ def fit_command(
         "first stage's output (0: none; kept only where the held-out blocks show it helps)",
     ),
     stage2_bins: int | None = typer.Option(None, help="filter architecture: second stage bins"),
+    refine_layers: int | None = typer.Option(
+        None,
+        help="filter architecture: layers of a CNN shared across colour channels that "
+        "corrects the path (0: none; used where input and output channels agree)",
+    ),
+    refine_width: int | None = typer.Option(None, help="filter architecture: refiner channels"),
     steps: int | None = typer.Option(None, help="step budget"),
     seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
     batch_size: int | None = typer.Option(None),
@@ -201,7 +207,9 @@ def fit_command(
         solved = len(m.get("linear_solved_on") or []) > 1  # the path commutes with them
         trained = m["steps"] and imitator.fit.get("augment") != "test"
         what = (
-            "trained with"
+            "path solved on and network trained with"
+            if trained and solved
+            else "trained with"
             if trained
             else "solved on"
             if solved

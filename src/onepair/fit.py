@@ -28,6 +28,7 @@ from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator, fit_config_to_dict
 from onepair.models import ModelConfig, UNetConfig, build
 from onepair.pairs import Pair, as_pairs, check_size
+from onepair.pathsolve import path_transforms, solve_path
 from onepair.progress import FitProgress
 from onepair.validation import Holdout, Holdouts, equivariances
 
@@ -102,14 +103,15 @@ def fit(
     if init is not None:
         network.load_state_dict(init)
     elif network.linear is not None:
-        _solve(network.linear, pairs, holdouts, config.seed, augment)
+        solve_path(network.linear, pairs, holdouts, config.seed, augment)
     solved_on = augment if network.linear is not None and init is None else []
     weights = [h.weight() for h in holdouts] if holdouts else None
     # an imitator that is only its solved linear path (FilterNet) has nothing to train,
     # and no crops of what its path leaves to draw
     trainable = any(p.requires_grad for p in network.parameters())
-    if trainable:
-        sampler = _sampler(network, pairs, weights, augment, config.crop, device)
+    # the transforms are found on the path alone, before any training, where nothing else
+    # is trained (FilterNet) or the body learns what the path leaves (a refiner)
+    path_first = config.augment in TESTED and (not trainable or network.sees_skip)
     equivariance: dict[str, float] | None = None
     generator = torch.Generator().manual_seed(config.seed)
     on_cuda = device.type == "cuda"
@@ -128,6 +130,13 @@ def fit(
         network.eval()
         state.keep_best(network, validate(network, device))
         state.log(0, time.perf_counter() - start, {"val_psnr": state.best_psnr})
+    if path_first and validate is not None:
+        augment, equivariance, solved_on = path_transforms(
+            network, pairs, holdouts, validate, state, config, device, solved_on
+        )
+    trains_on = ["identity"] if config.augment is Augment.TEST else augment
+    if trainable:
+        sampler = _sampler(network, pairs, weights, trains_on, config.crop, device)
     t0 = start - state.elapsed
     if watch is not None and state.step == 0:
         network.eval()
@@ -189,18 +198,6 @@ def fit(
             if state.stopped_early:
                 break
         state.elapsed = time.perf_counter() - t0
-        if not trainable and config.augment in TESTED and validate is not None:
-            network.eval()  # nothing trained: the transforms kept join the solve (the blocks
-            augment, equivariance = equivariances(  # judge it) and decide apply's --ensemble
-                network, validate, device, config.equivariance_tolerance
-            )
-            solves = config.augment is Augment.AUTO and network.linear is not None
-            if len(augment) > 1 and solves:
-                _solve(network.linear, pairs, holdouts, config.seed, augment)
-                score, plain = validate(network, device), state.best_psnr
-                solved_on = augment if score > plain else solved_on
-                log.info("held-out blocks: %.2f dB solved on the transforms too, %.2f dB "
-                         "without; the better is kept", score, plain)  # fmt: skip
         if validate is not None:
             network.eval()
             last = validate(network, device)
@@ -236,17 +233,6 @@ def fit(
     return imitator
 
 
-def _solve(path: torch.nn.Module, pairs: list[Pair], holdouts: list[Holdout], seed: int,
-           augment: list[str]) -> None:  # fmt: skip
-    """Solve the linear path on the examples and their transforms ``augment`` by least
-    squares, leaving out the held-out blocks."""
-    more = f" and {len(augment) - 1} flips and rotations" if len(augment) > 1 else ""
-    log.info("solving the %dx%d linear path on the example%s", path.kernel, path.kernel, more)
-    xs, ys = [p.input for p in pairs], [p.output for p in pairs]
-    keep = [~h.mask for h in holdouts] if holdouts else None
-    path.solve(xs, ys, seed=seed, keep=keep, transforms=augment)
-
-
 def _sampler(
     network: torch.nn.Module,
     pairs: list[Pair],
@@ -264,7 +250,11 @@ def _sampler(
         for name in transforms:
             x = np.ascontiguousarray(dihedral.forward(pair.input, name))
             y = np.ascontiguousarray(dihedral.forward(pair.output, name))
-            remainder = to_tensor(y, device) - network.skip_image(to_tensor(x, device))
+            tx = to_tensor(x, device)
+            skip = network.skip_image(tx)
+            remainder = to_tensor(y, device) - skip
+            if network.sees_skip:  # the body's input joins the path's output to x
+                x = from_tensor(network.body_input(tx, skip))
             remainders.append(Pair(x, from_tensor(remainder), pair.scale))
             if weights is not None:
                 maps.append(np.ascontiguousarray(dihedral.forward(weights[index], name)))

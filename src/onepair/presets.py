@@ -13,7 +13,9 @@ higher cost to train and to apply. ``default-gpu`` is the
 default with batches of 64 crops (a GPU's step costs about as much for 64 as
 for 4) at twice the learning rate (docs/PERFORMANCE.md, "On a GPU");
 ``onepair fit`` picks it on CUDA. ``filters`` trains no network: it is the
-adaptive linear path alone (:mod:`onepair.models.adaptive`), solved in seconds.
+adaptive linear path alone (:mod:`onepair.models.adaptive`), solved in seconds;
+``refined`` adds a small CNN shared across colour channels that corrects it
+(:mod:`onepair.models.refine`; the path alone where input and output channels differ).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     # photographs, above every U-Net fitted for 15 minutes (docs/FIDELITY.md, "The
     # adaptive linear path"); networks copy onepair's trained teachers better
     "filters": (FilterConfig(), FitConfig(augment=Augment.AUTO)),
+    "refined": (FilterConfig(refine_layers=3), FitConfig(augment=Augment.AUTO)),
     "paper-prototype": (
         PlainConfig(
             receptive_field=35, width=64, kernel_size=3, batchnorm=True, skip=Skip.IDENTITY

@@ -112,6 +112,8 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "linear_bins": LINEAR_BINS,
         "stage2_kernel": _int(0, 63),
         "stage2_bins": LINEAR_BINS,
+        "refine_layers": _int(0, 32),
+        "refine_width": _int(1, 1024),
     },
 }
 

@@ -94,9 +94,10 @@ def run_network(network: Network, x: torch.Tensor, dtype: torch.dtype) -> torch.
     skip path and the sum stay float32."""
     if dtype == torch.float32:
         return network(x)
+    skip = network.skip(x)
     with torch.autocast(x.device.type, dtype=dtype):
-        residual = network.residual(x)
-    return residual.float() + network.skip(x)
+        residual = network.residual(network.body_input(x, skip))
+    return residual.float() + skip
 
 
 @torch.inference_mode()

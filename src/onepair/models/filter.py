@@ -18,6 +18,7 @@ import torch
 
 from onepair.models.network import Network, Skip
 from onepair.models.receptive import Span
+from onepair.models.refine import ChannelRefiner, joined
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class FilterConfig:
     # dropped on the seventh)
     stage2_kernel: int = 11
     stage2_bins: int = 3
+    # a CNN shared across colour channels that corrects the path (0 layers: none), where
+    # input and output have the same channels (onepair.models.refine)
+    refine_layers: int = 0
+    refine_width: int = 32
 
     def __post_init__(self) -> None:
         if self.stage2_kernel < 0 or (self.stage2_kernel and self.stage2_kernel % 2 == 0):
@@ -46,11 +51,18 @@ class FilterConfig:
             )
         if self.linear_bins < 1:
             raise ValueError(f"FilterConfig.linear_bins is {self.linear_bins}; expected >= 1")
+        if self.refine_layers < 0 or self.refine_width < 1:
+            raise ValueError(
+                f"FilterConfig.refine_layers is {self.refine_layers} and refine_width "
+                f"{self.refine_width}; expected layers >= 0 (0: no refiner) and width >= 1"
+            )
 
 
 class FilterNet(Network):
-    """``output = linear path(x)``; the head exists (as in every imitator) but is frozen at
-    zero and never run, so the network has nothing to train."""
+    """``output = linear path(x)``, plus the refiner's correction where it has one
+    (``refine_layers`` > 0 and as many input as output channels): a trained
+    :class:`~onepair.models.refine.ChannelRefiner` that sees ``x`` and the path's
+    output. The head exists (as in every imitator) but is frozen at zero and never run."""
 
     def __init__(
         self, config: FilterConfig, in_channels: int = 3, out_channels: int = 3, scale: int = 1
@@ -72,10 +84,28 @@ class FilterNet(Network):
                 config.stage2_kernel,
                 config.stage2_bins,
             )
+        self.refiner: ChannelRefiner | None = None
+        if config.refine_layers and in_channels == out_channels:
+            self.refiner = ChannelRefiner(
+                in_channels, scale, config.refine_layers, config.refine_width
+            )
+            self.sees_skip = True
+            self.body_span = Span().conv(2 * self.linear.radius + 1)
+            for _ in range(config.refine_layers):
+                self.body_span = self.body_span.conv(3)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The refiner's correction of ``x`` joined with the path's output
+        (:meth:`body_input`); zeros where there is no refiner."""
+        if self.refiner is not None:
+            return self.refiner(x)
         h, w, s = x.shape[-2], x.shape[-1], self.scale
         return x.new_zeros(x.shape[0], self.out_channels, h * s, w * s)
+
+    def body_input(self, x: torch.Tensor, skip: torch.Tensor | float) -> torch.Tensor:
+        if self.refiner is None:
+            return x
+        return joined(x, skip, self.scale)  # type: ignore[arg-type]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never run
         raise NotImplementedError("a FilterNet has no body")

@@ -38,6 +38,9 @@ class Network(nn.Module):
     scale: int
     multiple: int  # input sizes the body accepts without padding
     body_span: Span
+    # the body sees the skip path's output too (body_input): its crops are drawn from the
+    # input joined with the skip path's output on the whole example
+    sees_skip: bool = False
 
     def __init__(self, config: Any, in_channels: int, out_channels: int, scale: int = 1):
         super().__init__()
@@ -88,7 +91,13 @@ class Network(nn.Module):
             nn.init.zeros_(self.head[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.skip(x)
+        skip = self.skip(x)
+        return self.residual(self.body_input(x, skip)) + skip
+
+    def body_input(self, x: torch.Tensor, skip: torch.Tensor | float) -> torch.Tensor:
+        """What :meth:`residual` takes: ``x``, or for a body that sees the skip path's
+        output (``sees_skip``) ``x`` joined with it."""
+        return x
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """``head(body(x))``: what the network adds to the skip path; training fits this."""
