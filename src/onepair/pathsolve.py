@@ -7,15 +7,18 @@ import logging
 
 import torch
 
-from onepair.fitconfig import Augment
+from onepair.checkpoint import State
+from onepair.fitconfig import Augment, FitConfig
+from onepair.models.network import Network
 from onepair.pairs import Pair
-from onepair.validation import Holdout, equivariances
+from onepair.validation import Holdout, Holdouts, equivariances
 
 log = logging.getLogger("onepair")
 
 
-def solve_path(path: torch.nn.Module, pairs: list[Pair], holdouts: list[Holdout], seed: int,
-           augment: list[str]) -> None:  # fmt: skip
+def solve_path(
+    path: torch.nn.Module, pairs: list[Pair], holdouts: list[Holdout], seed: int, augment: list[str]
+) -> None:
     """Solve the linear path on the examples and their transforms ``augment`` by least
     squares, leaving out the held-out blocks."""
     more = f" and {len(augment) - 1} flips and rotations" if len(augment) > 1 else ""
@@ -25,7 +28,16 @@ def solve_path(path: torch.nn.Module, pairs: list[Pair], holdouts: list[Holdout]
     path.solve(xs, ys, seed=seed, keep=keep, transforms=augment)
 
 
-def path_transforms(network, pairs, holdouts, validate, state, config, device, solved_on):
+def path_transforms(
+    network: Network,
+    pairs: list[Pair],
+    holdouts: list[Holdout],
+    validate: Holdouts,
+    state: State,
+    config: FitConfig,
+    device: torch.device,
+    solved_on: list[str],
+) -> tuple[list[str], dict[str, float], list[str]]:
     """The transforms the held-out blocks show the path equivariant to (they decide
     apply's --ensemble); with ``augment=auto`` the path is solved again on them, at the
     start of a fit, and the blocks keep the better solve. -> (transforms, their scores,

@@ -1,4 +1,5 @@
-"""An imitator that is only the linear path: solved in closed form, nothing trained.
+"""An imitator that is the linear path, solved in closed form, and at most a small
+refiner trained on top of it.
 
 With ``linear_bins`` > 1 the path is adaptive (:mod:`onepair.models.adaptive`):
 filters blended per pixel by gradient strength; ``stage2_kernel`` > 0 adds a second
@@ -7,7 +8,9 @@ fidelity benchmark this copies MAXIM denoising, at sigma 15 and 25, better on ot
 photographs than any U-Net trained on top of a linear path, in seconds instead of
 minutes: the networks gain on the example's own held-out blocks and lose on new
 images (docs/FIDELITY.md, "The adaptive linear path"). A fit solves the path and
-measures it on the held-out blocks; it makes no training steps.
+measures it on the held-out blocks; it makes no training steps, unless
+``refine_layers`` > 0 adds a small CNN shared across colour channels that learns to
+correct the path (:mod:`onepair.models.refine`, ``--preset refined``).
 """
 
 from __future__ import annotations
