@@ -39,3 +39,25 @@ TINY_MODEL = UNetConfig(depth=2, width=8, linear_kernel=7)
 TINY_FIT = FitConfig(
     steps=60, batch_size=4, crop=32, val_every=10, checkpoint_every=20, log_every=5, device="cpu"
 )
+
+
+def randomise_path(network) -> None:
+    """Random filters in ``network``'s linear path (one filter, an adaptive path, or two
+    in a row), with knots where random images' strengths lie."""
+    for name, tensor in network.linear.named_buffers():
+        if name.endswith("weight"):
+            torch.nn.init.normal_(tensor, std=0.05)
+        elif name.endswith("knots"):
+            tensor.copy_(torch.linspace(-4.5, -2.5, len(tensor)))
+
+
+def whole(network, image: np.ndarray) -> np.ndarray:
+    """``network`` on a whole (H, W, C) image in one pass, borders reflected as apply does."""
+    from onepair.images import from_tensor, to_tensor
+
+    margin = network.receptive_field().margin
+    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
+    with torch.no_grad():
+        y = from_tensor(network(to_tensor(padded)))
+    s = network.scale
+    return y[s * margin : y.shape[0] - s * margin, s * margin : y.shape[1] - s * margin]

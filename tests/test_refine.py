@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_FIT
+from conftest import TINY_FIT, randomise_path, whole
 from onepair.fit import Augment, fit
 from onepair.images import from_tensor, to_tensor
 from onepair.imitator import Imitator
@@ -77,23 +77,10 @@ def test_channels_that_differ_get_the_path_alone():
 @pytest.mark.parametrize("tile", [72, 128])
 def test_tiled_equals_whole_with_a_refiner(scale, tile, rng):
     network = randomised(SMALL, 3, scale)
-    for name, tensor in network.linear.named_buffers():
-        if name.endswith("weight"):
-            torch.nn.init.normal_(tensor, std=0.05)
-        elif name.endswith("knots"):
-            tensor.copy_(torch.linspace(-4.5, -2.5, len(tensor)))
+    randomise_path(network)
     image = rng.random((101, 67, 3)).astype(np.float32)
-    margin = network.receptive_field().margin
-    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
-    with torch.no_grad():
-        whole = from_tensor(network(to_tensor(padded)))
-    s = network.scale
-    whole = whole[
-        s * margin : whole.shape[0] - s * margin, s * margin : whole.shape[1] - s * margin
-    ]
-
     tiled = apply_network(network, image, tile=tile, precision="float32")
-    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+    np.testing.assert_allclose(tiled, whole(network, image), atol=2e-5)
 
 
 def test_the_refined_preset_corrects_the_path_on_new_images(tmp_path):

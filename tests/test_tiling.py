@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import randomise_path, whole
 from onepair import tiling
 from onepair.images import from_tensor, to_tensor
 from onepair.models import FilterConfig, PlainConfig, Skip, UNetConfig, build
@@ -18,22 +19,9 @@ def randomised(config, cin, cout, scale):
     torch.manual_seed(0)
     network = build(config, cin, cout, scale).eval()
     torch.nn.init.normal_(network.head[0].weight, std=0.3)
-    if network.linear is not None:  # one filter, an adaptive path, or two in a row
-        for name, tensor in network.linear.named_buffers():
-            if name.endswith("weight"):
-                torch.nn.init.normal_(tensor, std=0.05)
-            elif name.endswith("knots"):  # where random images' strengths lie
-                tensor.copy_(torch.linspace(-4.5, -2.5, len(tensor)))
+    if network.linear is not None:
+        randomise_path(network)
     return network
-
-
-def whole(network, image):
-    margin = network.receptive_field().margin
-    padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
-    with torch.no_grad():
-        y = from_tensor(network(to_tensor(padded)))
-    s = network.scale
-    return y[s * margin : y.shape[0] - s * margin, s * margin : y.shape[1] - s * margin]
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ class ChannelRefiner(nn.Module):
         super().__init__()
         if layers < 1 or width < 1:
             raise ValueError(f"refiner of {layers} layers of width {width}; expected both >= 1")
-        self.channels, self.scale, self.layers = channels, scale, layers
+        self.channels, self.scale = channels, scale
         phases = scale * scale
         convs: list[nn.Module] = []
         c = 2 + phases  # x_c, f_c's phases, the shared mean of x - f
