@@ -154,7 +154,13 @@ def test_run_folder_rules(tmp_path, blur_pair):
         Imitator.load(tmp_path / "other")
 
 
-def fit_command(pair_dir, run, *extra):
+UNET = ("--depth", "2", "--width", "8")
+# the path solved (on the flips and rotations a blur commutes with), then its refiner
+# trained: the checkpoint must hold the solved path as well as the refiner
+REFINED = ("--preset", "refined-light", "--refine-layers", "2", "--linear-bins", "2")
+
+
+def _fit_command(pair_dir, run, *extra, model=UNET):
     return [
         sys.executable,
         "-m",
@@ -164,10 +170,7 @@ def fit_command(pair_dir, run, *extra):
         str(pair_dir / "out.png"),
         "-o",
         str(run),
-        "--depth",
-        "2",
-        "--width",
-        "8",
+        *model,
         "--linear-kernel",
         "7",
         "--steps",
@@ -189,10 +192,15 @@ def fit_command(pair_dir, run, *extra):
     ]
 
 
+@pytest.mark.parametrize("model", [UNET, REFINED], ids=["unet", "refined-light"])
 def test_killed_fit_resumes_from_its_checkpoint_and_matches_an_uninterrupted_fit(
-    tmp_path, blur_pair
+    tmp_path, blur_pair, model
 ):
+    from functools import partial
+
     from onepair.images import save_image
+
+    fit_command = partial(_fit_command, model=model)
 
     save_image(tmp_path / "in.png", blur_pair.input, bit_depth=16)
     save_image(tmp_path / "out.png", blur_pair.output, bit_depth=16)

@@ -234,6 +234,12 @@ FIELD_CASES = [
         "model.refine_layers is 33; expected an integer in 0..32",
     ),
     ("filter", "model.refine_width", 0, "model.refine_width is 0; expected an integer in 1..1024"),
+    (
+        "filter",
+        "model.refined_stage2",
+        "no",
+        'model.refined_stage2 is "no" (string); expected true or false',
+    ),
     ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (

@@ -73,6 +73,38 @@ def test_channels_that_differ_get_the_path_alone():
     assert network.num_params(trainable_only=True) == 0
 
 
+def test_without_refined_stage2_the_refiner_takes_the_second_stage_s_place():
+    from onepair.models.cascade import CascadeFilter
+
+    light = replace(SMALL, refined_stage2=False)
+    refined, unrefined = build(light, 3, 3, 1), build(light, 1, 3, 1)
+    assert refined.refiner is not None and not isinstance(refined.linear, CascadeFilter)
+    # where channels differ there is no refiner, and the second stage stays
+    assert unrefined.refiner is None and isinstance(unrefined.linear, CascadeFilter)
+    two_stages = build(SMALL, 3, 3, 1)
+    assert isinstance(two_stages.linear, CascadeFilter)  # kept beside one by default
+    # the receptive field: the first stage's, then the refiner's 3 x 3 layers
+    assert refined.body_span.size == 2 * refined.linear.radius + 1 + 2 * SMALL.refine_layers
+    assert refined.linear.radius < two_stages.linear.radius
+
+
+def test_the_light_preset_refines_a_one_stage_path_and_keeps_two_stages_without_one():
+    from onepair.models.cascade import CascadeFilter
+    from onepair.presets import preset
+
+    model, config = preset("refined-light", 3, 3, 1)
+    network = build(model, 3, 3, 1)
+    assert network.refiner is not None and config.augment is Augment.AUTO
+    assert not isinstance(network.linear, CascadeFilter)
+    assert network.num_params(trainable_only=True) == sum(
+        p.numel() for p in network.refiner.parameters()
+    )
+    stain, _ = preset("refined-light", 1, 3, 1)  # virtual staining: the two-stage path alone
+    staining = build(stain, 1, 3, 1)
+    assert isinstance(staining.linear, CascadeFilter)
+    assert staining.num_params(trainable_only=True) == 0
+
+
 @pytest.mark.parametrize("scale", [1, 2])
 @pytest.mark.parametrize("tile", [72, 128])
 def test_tiled_equals_whole_with_a_refiner(scale, tile, rng):

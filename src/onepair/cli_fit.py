@@ -26,7 +26,8 @@ def fit_command(
     preset: str = typer.Option(
         "auto",
         help="recipe: auto (default-gpu on a CUDA device, else default) | default | "
-        "default-gpu | deep | first-default | fidelity | filters | refined | paper-prototype",
+        "default-gpu | deep | first-default | fidelity | filters | refined | refined-light | "
+        "paper-prototype",
     ),
     architecture: str | None = typer.Option(
         None, help="unet | plain | attention (overrides the preset)"
@@ -63,6 +64,13 @@ def fit_command(
         "corrects the path (0: none; used where input and output channels agree)",
     ),
     refine_width: int | None = typer.Option(None, help="filter architecture: refiner channels"),
+    refined_stage2: bool | None = typer.Option(
+        None,
+        "--refined-stage2/--no-refined-stage2",
+        help="filter architecture: keep the second stage where a refiner is trained "
+        "(refined-light's refiner takes its place, which applies faster)",
+        show_default=False,
+    ),
     steps: int | None = typer.Option(None, help="step budget"),
     seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
     batch_size: int | None = typer.Option(None),

@@ -114,6 +114,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "stage2_bins": LINEAR_BINS,
         "refine_layers": _int(0, 32),
         "refine_width": _int(1, 1024),
+        "refined_stage2": Field("bool"),
     },
 }
 

@@ -10,7 +10,8 @@ minutes: the networks gain on the example's own held-out blocks and lose on new
 images (docs/FIDELITY.md, "The adaptive linear path"). A fit solves the path and
 measures it on the held-out blocks; it makes no training steps, unless
 ``refine_layers`` > 0 adds a small CNN shared across colour channels that learns to
-correct the path (:mod:`onepair.models.refine`, ``--preset refined``).
+correct the path (:mod:`onepair.models.refine`): ``--preset refined`` (three layers of
+32 channels) and ``--preset refined-light`` (five of 8, in the second stage's place).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class FilterConfig:
     # input and output have the same channels (onepair.models.refine)
     refine_layers: int = 0
     refine_width: int = 32
+    # False: where a refiner is trained, it takes the second stage's place (the path is
+    # the first stage alone), which applies faster; where none is, the second stage stays
+    refined_stage2: bool = True
 
     def __post_init__(self) -> None:
         if self.stage2_kernel < 0 or (self.stage2_kernel and self.stage2_kernel % 2 == 0):
@@ -75,7 +79,8 @@ class FilterNet(Network):
         self.body_span = Span()
         self.finish(1, Skip.LINEAR, config.linear_kernel, linear_bins=config.linear_bins)
         self.head.requires_grad_(False)
-        if config.stage2_kernel:
+        refining = bool(config.refine_layers) and in_channels == out_channels
+        if config.stage2_kernel and (config.refined_stage2 or not refining):
             from onepair.models.cascade import CascadeFilter
 
             self.linear = CascadeFilter(
@@ -88,7 +93,7 @@ class FilterNet(Network):
                 config.stage2_bins,
             )
         self.refiner: ChannelRefiner | None = None
-        if config.refine_layers and in_channels == out_channels:
+        if refining:
             self.refiner = ChannelRefiner(
                 in_channels, scale, config.refine_layers, config.refine_width
             )
