@@ -17,8 +17,8 @@ adaptive linear path alone (:mod:`onepair.models.adaptive`), solved in seconds;
 ``refined`` adds a small CNN shared across colour channels that corrects it
 (:mod:`onepair.models.refine`; the path alone where input and output channels differ);
 ``refined-light`` a lighter one in the place of the path's second stage, which applies
-about four times faster and copies the fidelity benchmark's targets within 0.8 dB of
-``refined``.
+2.5 to 3.8 times faster (4096 and 1024 square, docs/PERFORMANCE.md) and copies the
+fidelity benchmark's targets within 0.8 dB of ``refined``.
 """
 
 from __future__ import annotations
