@@ -46,6 +46,18 @@ CONFIG = AuditConfig(
             "adaptive linear path",
             FilterConfig(linear_kernel=7, linear_bins=3, stage2_kernel=3),
         ),
+        (
+            "refined",
+            "adaptive linear path and a refiner",
+            FilterConfig(
+                linear_kernel=7,
+                linear_bins=3,
+                stage2_kernel=3,
+                refine_layers=2,
+                refine_width=8,
+                refined_stage2=False,
+            ),
+        ),
     ),
     defense_model=TINY,
     fit=FitConfig(steps=10**9, crop=32, val_every=10, checkpoint_every=10, device="cpu"),
@@ -94,6 +106,11 @@ def test_report_data_has_every_part(audited) -> None:
     assert (
         json.loads((out / "runs" / "tiny" / "config.json").read_text())["fit"]["augment"] == "none"
     )
+    refined = data["attack"]["imitators"][2]  # solved, then its refiner trained on top
+    assert refined["psnr"] > data["attack"]["floor_psnr"] + 10
+    assert refined["curve"][-1]["step"] > 0
+    run = json.loads((out / "runs" / "refined" / "config.json").read_text())
+    assert run["fit"]["augment"] == "auto" and run["model"]["refine_layers"] == 2
     assert [s["name"] for s in data["attack"]["samples"]] == list(CONFIG.held_out)
     assert data["erf"]["radius"] > 0 and data["erf"]["imitator_radius"] > 0
     labels = [row["label"] for row in data["defenses"]]

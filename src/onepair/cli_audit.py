@@ -22,7 +22,7 @@ def audit_command(
         ..., help="the example input the owner would publish: a file or builtin:NAME"
     ),
     out_dir: Path = typer.Option(..., "-o", "--out", help="report folder (resumes if it exists)"),
-    seconds: float = typer.Option(60.0, help="fit time of each imitator size"),
+    seconds: float = typer.Option(60.0, help="fit time of each imitator"),
     defense_seconds: float = typer.Option(20.0, help="fit time of each copy in the sweep"),
     defense: list[str] = typer.Option(
         [],
