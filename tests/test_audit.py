@@ -18,6 +18,7 @@ from browser import browser_missing, render_in_browser
 from onepair.audit import AuditConfig, run_audit
 from onepair.cli import app
 from onepair.verdict import exposure, recommend
+from onepair.verified import NAME, PREV
 
 pytest.importorskip("imwatermark", reason="invisible-watermark is installed by `make setup`")
 
@@ -200,13 +201,17 @@ def test_a_killed_audit_resumes_where_it_stopped(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    marker = out / "runs" / "defense-undefended" / "checkpoint.safetensors"
+    sweep = out / "runs" / "defense-undefended"
+
+    def checkpointed() -> bool:  # a checkpoint is renamed to PREV before the next is in place
+        return (sweep / NAME).exists() or (sweep / PREV).exists()
+
     deadline = time.monotonic() + 120
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+    while not checkpointed() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert marker.exists(), "the audit never reached the defence sweep"
+    assert checkpointed(), "the audit never reached the defence sweep"
     assert not (out / "report.json").exists()
     done = {p.name: p.stat().st_mtime_ns for p in (out / "state").glob("*.json")}
     assert "attack-tiny.json" in done and "defense-undefended.json" not in done
