@@ -49,8 +49,9 @@ IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
     ("large", "U-Net, 3 levels, 32 channels", UNetConfig(depth=3, width=32)),
     # no network: copies some denoisers better than every U-Net (docs/FIDELITY.md)
     ("filters", "adaptive linear path, no network (two stages of blended filters)", FilterConfig()),
-    # the path corrected by a small CNN shared across colour channels: a better copy than
-    # the U-Nets and the path alone of every hard target of the fidelity benchmark
+    # the path corrected by a small CNN shared across colour channels: after 2 minutes a
+    # better copy than the U-Nets and the path alone of every hard target of the fidelity
+    # benchmark, though not of every pair (the NL-means audit in docs/AUDIT.md, at 60 s)
     (
         "refined",
         "adaptive linear path and a light refiner shared across colour channels",
