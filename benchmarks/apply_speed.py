@@ -99,12 +99,15 @@ def write_input(path: Path, size: int) -> None:
 def child(args: argparse.Namespace) -> dict:
     """Measure one (preset, mode, size) in this process; printed as one JSON line."""
     from onepair import tiling
+    from onepair.models import refine
     from onepair.stream import apply_tiff
 
     size = args.child
     tile = "auto" if args.tile < 0 else args.tile or None
     if args.host_tiles:  # the A/B switch: tiles copied from the host even on a GPU
         tiling._fits_on = lambda *_: False
+    if args.refiner_whole:  # the A/B switch: a refiner's layers over whole tiles, not bands
+        refine.BAND_BYTES = 1 << 62
     held = [0]  # applies that held the image on the device
     on_device = tiling.apply_on_device
 
@@ -172,6 +175,7 @@ def child(args: argparse.Namespace) -> dict:
         if imitator.device.type == "cuda"
         else None,
         "torch_threads": torch.get_num_threads(),
+        "refiner_bands": not args.refiner_whole,
         "num_params": imitator.network.num_params(),
     }
 
@@ -205,6 +209,8 @@ def run_child(preset_name: str, precision: str, mode: str, size: int, folder: Pa
         command += ["--threads", str(args.threads)]
     if args.host_tiles:
         command += ["--host-tiles"]
+    if args.refiner_whole:
+        command += ["--refiner-whole"]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(
@@ -254,6 +260,11 @@ def main(argv: list[str] | None = None) -> dict:
         "--host-tiles",
         action="store_true",
         help="copy each tile from the host even where the image fits on the GPU",
+    )
+    parser.add_argument(
+        "--refiner-whole",
+        action="store_true",
+        help="run a refiner's layers over whole tiles, not bands of rows (the A/B switch)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)

@@ -170,3 +170,22 @@ def test_bfloat16_runs_the_refiner_beside_a_float32_path(photo):
         low = run_network(network, x, torch.bfloat16)
     assert low.dtype == torch.float32
     assert (low - exact).abs().max() < 0.05 and not torch.equal(low, exact)
+
+
+@pytest.mark.parametrize("height", [16, 33, 70])
+def test_the_refiner_in_bands_equals_the_refiner_whole(height, monkeypatch):
+    from onepair.models import refine
+
+    torch.manual_seed(0)
+    refiner = refine.ChannelRefiner(3, 1, 4, 8).eval()
+    for parameter in refiner.parameters():
+        torch.nn.init.normal_(parameter, std=0.3)
+    z = torch.rand(2, 3, height, 40)
+    whole_out = refiner.body(z).detach()  # with gradients: one pass over all rows
+    monkeypatch.setattr(refine, "BAND_BYTES", 1)  # bands of MIN_BAND_ROWS rows
+    calls = []
+    refiner.body.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        banded = refiner.run_body(z)
+    assert len(calls) == -(-height // refine.MIN_BAND_ROWS)
+    torch.testing.assert_close(banded, whole_out, atol=1e-6, rtol=1e-6)
