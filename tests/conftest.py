@@ -15,11 +15,12 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def float32_apply(monkeypatch):
     """Apply's ``precision="auto"`` means float32 in tests on every CPU: on one with AMX
-    tiles it would mean bfloat16, and the tests of tiling and streaming compare with
-    float32 whole-image passes to 1e-5. Tests of bfloat16 ask for it (test_tiling.py)."""
+    tiles or AVX-512 bfloat16 it would mean bfloat16, and the tests of tiling and
+    streaming compare with float32 whole-image passes to 1e-5. Tests of bfloat16 ask for
+    it (test_tiling.py)."""
     from onepair import tiling
 
-    monkeypatch.setattr(tiling, "amx_available", lambda: False)
+    monkeypatch.setattr(tiling, "bfloat16_units", lambda: False)
 
 
 @pytest.fixture

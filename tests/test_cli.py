@@ -79,7 +79,7 @@ def test_query_fit_apply_eval(tmp_path):
     in_memory = Imitator.load(tmp_path / "run").apply(load_image(sixteen))
     assert streamed.shape == (45, 37, 3)
     np.testing.assert_allclose(streamed, in_memory, atol=1 / 65535)
-    assert "computes in" not in applied.output  # float32: no AMX in tests (conftest.py)
+    assert "computes in" not in applied.output  # float32: no bfloat16 units in tests (conftest.py)
 
     halved = invoke(
         "apply", tmp_path / "run", sixteen, "--precision", "bfloat16", "-o", tmp_path / "bf16"

@@ -104,24 +104,35 @@ def whole_skip(network, image):
     return y[margin : y.shape[0] - margin, margin : y.shape[1] - margin]
 
 
-def test_auto_precision_is_bfloat16_on_a_cpu_with_amx_only(monkeypatch):
-    monkeypatch.setattr(tiling, "amx_available", lambda: True)
+@pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True)])
+def test_auto_precision_is_bfloat16_on_a_cpu_with_bfloat16_units(monkeypatch, amx, avx512_bf16):
+    monkeypatch.undo()  # conftest.py's float32 default in tests: the real choice
+    monkeypatch.setattr(tiling, "amx_available", lambda: amx)
+    monkeypatch.setattr(tiling, "avx512_bf16_available", lambda: avx512_bf16)
     assert resolve_precision("auto", "cpu") == torch.bfloat16
     assert resolve_precision("auto", "cuda") == torch.float32  # not measured faster there
     assert resolve_precision("float32", "cpu") == torch.float32
+
+
+def test_auto_precision_is_float32_on_a_cpu_without_them(monkeypatch):
+    monkeypatch.undo()
     monkeypatch.setattr(tiling, "amx_available", lambda: False)
+    monkeypatch.setattr(tiling, "avx512_bf16_available", lambda: False)
     assert resolve_precision("auto", "cpu") == torch.float32
     assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
     with pytest.raises(ValueError, match="precision is 'fp16'; expected one of auto, float32"):
         resolve_precision("fp16", "cpu")
 
 
-def test_amx_available_agrees_with_the_cpu_flags(monkeypatch):
+@pytest.mark.parametrize(
+    "probe, flag", [("amx_available", "amx_tile"), ("avx512_bf16_available", "avx512_bf16")]
+)
+def test_the_probes_agree_with_the_cpu_flags(monkeypatch, probe, flag):
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         pytest.skip("no /proc/cpuinfo to compare with")
     monkeypatch.undo()  # conftest.py's float32 default in tests: the real probe
-    assert tiling.amx_available() is ("amx_tile" in cpuinfo.read_text().split())
+    assert getattr(tiling, probe)() is (flag in cpuinfo.read_text().split())
 
 
 def test_tiny_images_smaller_than_the_receptive_field():

@@ -37,7 +37,8 @@ from onepair import cli_fit  # noqa: E402, F401, I001
 
 PRECISION_HELP = (
     "auto | float32 | bfloat16: what the network's body computes in; auto is bfloat16 on a "
-    "CPU with AMX tiles (Intel Xeon 4th generation on), else float32"
+    "CPU with AMX tiles or AVX-512 bfloat16 (Intel Xeon 4th generation on, AMD Zen 4 on), "
+    "else float32"
 )
 
 
@@ -81,7 +82,7 @@ def apply_command(
         if computes != torch.float32 and not quiet:
             out.print(
                 f"the network's body computes in {str(computes).removeprefix('torch.')}"
-                f" ({'this CPU has AMX tiles; ' if precision == 'auto' else ''}"
+                f" ({'this CPU has bfloat16 units; ' if precision == 'auto' else ''}"
                 "--precision float32 for float32)"
             )
         for path in images:

@@ -120,8 +120,8 @@ class Imitator:
         averages the imitation over the flips and rotations the fit found the
         target equivariant to (:attr:`equivariances`; none: a plain pass), at
         that many times the cost. ``precision`` is what the network's body computes in:
-        ``"auto"`` (bfloat16 on a CPU with AMX tiles, else float32), ``"float32"`` or
-        ``"bfloat16"`` (:func:`onepair.tiling.resolve_precision`).
+        ``"auto"`` (bfloat16 on a CPU with AMX tiles or AVX-512 bfloat16, else float32),
+        ``"float32"`` or ``"bfloat16"`` (:func:`onepair.tiling.resolve_precision`).
         """
 
         def run(x: np.ndarray, clipped: bool = False) -> np.ndarray:

@@ -117,7 +117,7 @@ def resolve(what: str) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
 
         def answer(image: np.ndarray) -> np.ndarray:
             # a served model answers the same on every machine, as a `run:` target does:
-            # float32, not the bfloat16 apply computes in where a CPU has AMX tiles
+            # float32, not the bfloat16 apply computes in where a CPU has bfloat16 units
             return imitator.apply(image, precision="float32")
 
         return answer, str(path)

@@ -55,7 +55,7 @@ CLASSIFIER_LOSS = "cross-entropy"
 # and the two teachers were targets of very different difficulty (docs/FIDELITY.md).
 STEPS = 8000
 # Teachers are targets: they answer in float32 on every machine, never in the bfloat16
-# that imitators apply in where a CPU has AMX (onepair.tiling.resolve_precision).
+# that imitators apply in where a CPU has bfloat16 units (onepair.tiling.resolve_precision).
 TARGET_PRECISION = "float32"
 
 

@@ -44,7 +44,7 @@ TILE_CUDA = 2048
 CUDA_PINNED_OUTPUT = True
 CUDA_PINNED_INPUT = True
 # What apply computes in: ``"auto"`` is bfloat16 for the network's body on a CPU with
-# AMX tiles, float32 elsewhere (:func:`resolve_precision`).
+# AMX tiles or AVX-512 bfloat16, float32 elsewhere (:func:`resolve_precision`).
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -65,7 +65,23 @@ def tile_side(tile: int | str | None, device: torch.device | str) -> int | None:
 def amx_available() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on), where
     oneDNN runs bfloat16 convolutions on its matrix units."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return _probe("_is_amx_tile_supported")
+
+
+def avx512_bf16_available() -> bool:
+    """Whether this CPU has AVX-512 bfloat16 dot products (AMD from Zen 4 on, Intel
+    Cooper Lake and Sapphire Rapids on), which oneDNN's bfloat16 convolutions use."""
+    return _probe("_is_avx512_bf16_supported")
+
+
+def bfloat16_units() -> bool:
+    """Whether this CPU computes bfloat16 convolutions faster than float32: AMX tiles
+    or AVX-512 bfloat16 instructions (docs/PERFORMANCE.md, "Apply in bfloat16")."""
+    return amx_available() or avx512_bf16_available()
+
+
+def _probe(name: str) -> bool:
+    probe = getattr(torch.cpu, name, None)
     try:
         return bool(probe()) if probe is not None else False
     except RuntimeError:  # pragma: no cover - a torch that cannot tell
@@ -74,18 +90,21 @@ def amx_available() -> bool:
 
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """The dtype apply runs the network's body in: ``"float32"``, ``"bfloat16"``, or
-    ``"auto"``: bfloat16 on a CPU with AMX tiles (:func:`amx_available`), float32
-    elsewhere (on a GPU, and on CPUs without matrix units, where bfloat16 is slower).
+    ``"auto"``: bfloat16 on a CPU with AMX tiles or AVX-512 bfloat16 instructions
+    (:func:`bfloat16_units`), float32 elsewhere (on a GPU, and on CPUs without them,
+    where bfloat16 is slower).
 
     Only the body runs in bfloat16; its output, the linear path and every sum are
     float32. On a 2-core Xeon with AMX the bodies of the U-Nets measured ran 2.1-2.9
-    times faster and held-out PSNR moved by under 0.01 dB (docs/PERFORMANCE.md).
+    times faster, and held-out PSNR moved by under 0.01 dB; on a 2-core AMD EPYC
+    (Zen 5: AVX-512 bfloat16, no AMX) the default applied 1.3-2.2 times faster
+    (docs/PERFORMANCE.md).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         cpu = torch.device(device).type == "cpu"
-        return torch.bfloat16 if cpu and amx_available() else torch.float32
+        return torch.bfloat16 if cpu and bfloat16_units() else torch.float32
     return getattr(torch, precision)
 
 
