@@ -16,20 +16,22 @@ import fidelity  # noqa: E402
 def test_recipe_changes_fields_of_the_imitator_and_the_fit() -> None:
     model, config = fidelity.recipe("first-default:width=24,augment=auto,lr=0.001", 3, 3, 1)
     assert (model.depth, model.width, config.augment.value, config.lr) == (3, 24, "auto", 1e-3)
-    model, _ = fidelity.recipe("default", 3, 3, 1)
+    model, _ = fidelity.recipe("unet", 3, 3, 1)
     assert (model.depth, model.width) == (2, 8)
+    model, _ = fidelity.recipe("default:linear_bins=2", 3, 3, 1)
+    assert (model.linear_bins, model.refine_layers) == (2, 5)
     with pytest.raises(ValueError, match="'colour' is no field of UNetConfig"):
-        fidelity.recipe("default:colour=red", 3, 3, 1)
+        fidelity.recipe("unet:colour=red", 3, 3, 1)
     with pytest.raises(ValueError, match="unknown preset 'best'"):
         fidelity.recipe("best", 3, 3, 1)
 
 
 def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkeypatch):
     args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "1", "-o", str(tmp_path)]
-    args += ["--recipes", "default", "default:augment=all", "--cache", str(tmp_path / "cache")]
+    args += ["--recipes", "unet", "unet:augment=all", "--cache", str(tmp_path / "cache")]
     record = fidelity.main([*args, "--seeds", "0"])
     rows = record["rows"]
-    assert [r["recipe"] for r in rows] == ["default", "default:augment=all"]
+    assert [r["recipe"] for r in rows] == ["unet", "unet:augment=all"]
     for r in rows:  # a linear target: the linear path alone copies it far above the floor
         assert r["psnr"] > r["floor_psnr"] + 20
         assert set(r["per_image_psnr"]) == {"coffee", "chelsea", "rocket", "camera"}
@@ -42,8 +44,8 @@ def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkey
     monkeypatch.setattr(fidelity, "load_target", lambda spec: pytest.fail("queried again"))
     again = fidelity.main([*args, "--seeds", "0", "1", "--resume"])
     assert [(r["recipe"], r["seed"]) for r in again["rows"]][2:] == [
-        ("default", 1),
-        ("default:augment=all", 1),
+        ("unet", 1),
+        ("unet:augment=all", 1),
     ]
     assert [s["seeds"] for s in again["summary"]] == [2, 2] and not again["skipped"]
 
@@ -61,7 +63,7 @@ def test_where_apply_computes_in_bfloat16_rows_keep_the_float32_psnr_beside(tmp_
 
     monkeypatch.setattr(fidelity, "score", score)
     args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "1", "--seeds", "0"]
-    args += ["--recipes", "default", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    args += ["--recipes", "unet", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
     (row,) = fidelity.main(args)["rows"]
     assert row["precision"] == "bfloat16" and asked == ["auto", "float32"]
     assert row["psnr_float32"] > row["floor_psnr"] + 20
@@ -101,7 +103,7 @@ def test_a_second_example_is_fitted_with_the_first_and_recorded_apart(tmp_path, 
     from onepair.targets import load_target
 
     spec = "gaussian-blur:sigma=2"
-    args = ["--targets", spec, "--budgets", "1", "--seeds", "0", "--recipes", "default"]
+    args = ["--targets", spec, "--budgets", "1", "--seeds", "0", "--recipes", "unet"]
     args += ["--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
     fitted: list[list] = []
     real_fit = fidelity.fit
@@ -128,7 +130,7 @@ def test_a_second_example_is_fitted_with_the_first_and_recorded_apart(tmp_path, 
 
 def test_cross_check_rows_hold_the_cross_region_estimate(tmp_path):
     args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "1", "--seeds", "0"]
-    args += ["--recipes", "default", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
+    args += ["--recipes", "unet", "--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
     record = fidelity.main([*args, "--cross-check", "0.5"])
     (row,) = record["rows"]
     assert len(row["cross_folds"]) == 4

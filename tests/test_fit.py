@@ -154,7 +154,7 @@ def test_run_folder_rules(tmp_path, blur_pair):
         Imitator.load(tmp_path / "other")
 
 
-UNET = ("--depth", "2", "--width", "8")
+UNET = ("--preset", "unet", "--depth", "2", "--width", "8")
 # the path solved (on the flips and rotations a blur commutes with), then its refiner
 # trained: the checkpoint must hold the solved path as well as the refiner
 REFINED = ("--preset", "refined-light", "--refine-layers", "2", "--linear-bins", "2")

@@ -36,7 +36,8 @@ from onepair.targets import load_target
 
 CONFIG = replace(TINY_FIT, steps=30, checkpoint_every=10)
 STEPS, EVERY = CONFIG.steps, 5  # the CLI checkpoints more often: a setting resuming may change
-FLAGS = ["--depth", "2", "--width", "8", "--linear-kernel", "7", "--steps", str(STEPS)]
+FLAGS = ["--preset", "unet", "--depth", "2", "--width", "8", "--linear-kernel", "7"]
+FLAGS += ["--steps", str(STEPS)]
 FLAGS += ["--batch-size", "4", "--crop", "32", "--checkpoint-every", str(EVERY)]
 FLAGS += ["--val-every", "10", "--threads", "1", "--quiet", "--device", "cpu"]
 PROBE = """

@@ -25,7 +25,10 @@ def test_a_gaussian_blur_needs_a_wide_filter_and_the_blocks_see_it(tmp_path) -> 
     assert row["blocks_pick"] in (9, 17) and row["linear_pick"] > 40
     # a 2-D Gaussian of sigma 2 holds half its mass within 2.35 px, 95 % within 4.9 px
     assert 1.0 < row["erf_r50"] < row["erf_r95"] < 7.0
-    assert record["imitators"]["default"] == 11 and record["imitators"]["deep"] == 27
+    assert record["imitators"]["unet"] == 11 and record["imitators"]["deep"] == 27
+    # the default's refiner (five 3 x 3 layers) sees the path's 29 x 29 (15 x 15 filters,
+    # gradients and their window)
+    assert record["imitators"]["default"] == 29 + 2 * 5
     saved = json.loads((tmp_path / "receptive_field.json").read_text())
     assert saved["rows"][0]["sweep"] == json.loads(json.dumps(row["sweep"]))
 

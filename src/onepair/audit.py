@@ -44,18 +44,19 @@ from onepair.verdict import verdict
 
 HELD_OUT = ("builtin:coffee", "builtin:chelsea", "builtin:rocket", "builtin:camera")
 IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
-    ("default", "U-Net, 2 levels, 8 channels (onepair's default)", UNetConfig()),
+    ("small", "U-Net, 2 levels, 8 channels (onepair's default until 2026-11-29)", UNetConfig()),
     ("medium", "U-Net, 3 levels, 16 channels", UNetConfig(depth=3, width=16)),
     ("large", "U-Net, 3 levels, 32 channels", UNetConfig(depth=3, width=32)),
     # no network: copies some denoisers better than every U-Net (docs/FIDELITY.md)
     ("filters", "adaptive linear path, no network (two stages of blended filters)", FilterConfig()),
-    # the path corrected by a small CNN shared across colour channels: after 2 minutes a
-    # better copy than the U-Nets and the path alone of every hard target of the fidelity
-    # benchmark, though not of every pair (the NL-means audit in docs/AUDIT.md, at 60 s)
+    # onepair's default: the path corrected by a small CNN shared across colour channels;
+    # after 2 minutes a better copy than the U-Nets and the path alone of every hard
+    # target of the fidelity benchmark but one (the staining teacher, where it is the path),
+    # though not of every pair (the NL-means audit in docs/AUDIT.md, at 60 s)
     (
         "refined",
-        "adaptive linear path and a light refiner shared across colour channels",
-        PRESETS["refined-light"][0],
+        "adaptive linear path and a light refiner shared across colour channels (the default)",
+        PRESETS["default"][0],
     ),
 )
 

@@ -26,7 +26,7 @@ from onepair.pairs import Pair
 
 # name: imitator; the fit settings are the caller's (augment included)
 CANDIDATES: dict[str, ModelConfig] = {
-    "unet-2x8": UNetConfig(),  # the default: fast to train and to apply
+    "unet-2x8": UNetConfig(),  # the default until 2026-11-29: fast to train and to apply
     "unet-3x16": UNetConfig(depth=3, width=16),  # the first default: a wider view
 }
 

@@ -26,11 +26,11 @@ def fit_command(
     preset: str = typer.Option(
         "auto",
         help="recipe: auto (default-gpu on a CUDA device, else default) | default | "
-        "default-gpu | deep | first-default | fidelity | filters | refined | refined-light | "
-        "paper-prototype",
+        "default-gpu | unet | unet-gpu | deep | first-default | fidelity | filters | refined | "
+        "refined-light | paper-prototype",
     ),
     architecture: str | None = typer.Option(
-        None, help="unet | plain | attention (overrides the preset)"
+        None, help="unet | plain | attention | softmax | filter (overrides the preset)"
     ),
     depth: int | None = typer.Option(None, help="U-Net resolutions"),
     width: int | None = typer.Option(None, help="channels at full resolution"),
@@ -125,6 +125,8 @@ def fit_command(
         pair = pairs[0]
         saved = checkpoint.saved_settings(out_dir) if resume and out_dir.is_dir() else None
         name = preset_for(preset, device or "auto", saved["fit"] if saved else None)
+        if auto and preset == "auto":  # its candidates are U-Nets: their fit settings
+            name = {"default": "unet", "default-gpu": "unet-gpu"}.get(name, name)
         model, config = get_preset(name, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
@@ -139,7 +141,8 @@ def fit_command(
             flags = ", ".join("--" + name.replace("_", "-") for name in misplaced)
             _fail(
                 f"{flags}: not a setting of the {_arch_name(model)} architecture "
-                f"(its settings: {', '.join(sorted(own))})"
+                f"(its settings: {', '.join(sorted(own))}); --preset unet (or --architecture) "
+                "for another"
             )
         model = replace(model, **{f.name: given[f.name] for f in fields(model) if f.name in given})
         config = replace(

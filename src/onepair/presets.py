@@ -1,24 +1,23 @@
 """Named recipes: an imitator architecture with its training settings.
 
-``default`` is onepair's recipe (U-Net with a least-squares linear path).
-``paper-prototype`` follows the early code of the paper's first author: a
-DnCNN-style 17-layer plain CNN (64 channels, batch norm, residual), Adam at
-1e-3, x0.1 steps at 60% and 90% of the budget, 70 x 70 crops; it is the
-baseline the benchmarks compare against. ``first-default`` is the default
-imitator before the speed work made it smaller (3 levels of 16 channels); the
-fidelity benchmark compares every new recipe with it. ``fidelity`` is the most
-faithful recipe the fidelity benchmark found for a hard neural target (a wider
-view and flips and rotations where the target commutes with them), at a far
-higher cost to train and to apply. ``default-gpu`` is the
-default with batches of 64 crops (a GPU's step costs about as much for 64 as
-for 4) at twice the learning rate (docs/PERFORMANCE.md, "On a GPU");
-``onepair fit`` picks it on CUDA. ``filters`` trains no network: it is the
-adaptive linear path alone (:mod:`onepair.models.adaptive`), solved in seconds;
-``refined`` adds a small CNN shared across colour channels that corrects it
-(:mod:`onepair.models.refine`; the path alone where input and output channels differ);
-``refined-light`` a lighter one in the place of the path's second stage, which applies
-2.5 to 3.8 times faster (4096 and 1024 square, docs/PERFORMANCE.md) and copies the
-fidelity benchmark's targets within 0.8 dB of ``refined``.
+``default`` is onepair's recipe: the adaptive linear path, solved in closed form,
+with a small CNN shared across colour channels trained on top of it to correct it
+(:mod:`onepair.models.adaptive`, :mod:`onepair.models.refine`); ``refined-light`` is
+the same recipe under its own name. ``default-gpu`` is the default with batches of 64
+crops at twice the learning rate; ``onepair fit`` picks it on CUDA. ``unet`` and
+``unet-gpu`` are the default until 2026-11-29, a U-Net of 2 levels of 8 channels on a
+least-squares linear path, which applies faster and copies hard targets less
+faithfully (docs/FIDELITY.md, "The default recipe"). ``paper-prototype`` follows the
+early code of the paper's first author: a DnCNN-style 17-layer plain CNN (64
+channels, batch norm, residual), Adam at 1e-3, x0.1 steps at 60% and 90% of the
+budget, 70 x 70 crops; it is the baseline the benchmarks compare against.
+``first-default`` is the U-Net default before the speed work made it smaller (3
+levels of 16 channels); the fidelity benchmark compares every new recipe with it.
+``fidelity`` is the most faithful U-Net recipe the fidelity benchmark found for a
+hard neural target, at a far higher cost to train and to apply. ``filters`` trains
+no network: it is the adaptive linear path alone, solved in seconds; ``refined``
+adds a wider refiner after the path's second stage, the most faithful recipe on the
+fidelity benchmark, which applies 2-3 times slower than the default.
 """
 
 from __future__ import annotations
@@ -28,19 +27,36 @@ from dataclasses import replace
 from onepair.fit import Augment, FitConfig, Schedule, resolve_device
 from onepair.models import FilterConfig, ModelConfig, PlainConfig, Skip, UNetConfig
 
+# the adaptive linear path (three 15 x 15 filters blended by gradient strength), solved in
+# closed form, and a refiner of five 3 x 3 layers of 8 channels shared across colour
+# channels, trained on top (docs/FIDELITY.md, "The default recipe"); where input and output
+# channels differ (virtual staining) no refiner is built and the path keeps its second stage
+LIGHT = FilterConfig(linear_bins=3, refine_layers=5, refine_width=8, refined_stage2=False)
+
 PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
-    "default": (UNetConfig(), FitConfig()),
+    # on the fidelity benchmark (2 minutes, 2-core AMD EPYC) ahead of the first default on
+    # all seven targets, by 0.14-2.91 dB, and of the U-Net default on six, by 0.9-4.6 dB
+    # (0.16 dB behind it on the staining teacher, where no refiner is built); it applies at
+    # 5.0-5.9 megapixels/s in float32 and 6.1-7.6 in bfloat16 there (docs/PERFORMANCE.md)
+    "default": (LIGHT, FitConfig(augment=Augment.AUTO)),
+    # batches of 64 crops at twice the learning rate, as the U-Net's on a GPU (below); the
+    # refiner's GPU settings are not measured yet
+    "default-gpu": (LIGHT, FitConfig(augment=Augment.AUTO, batch_size=64, lr=4e-3)),
+    # the default until 2026-11-29: a U-Net of 2 levels of 8 channels on a least-squares
+    # linear path; it applies 2-4 times faster than the default and copies hard targets less
+    # faithfully (docs/FIDELITY.md)
+    "unet": (UNetConfig(), FitConfig()),
     # measured on an H200: after 5 s, batches of 64 gave +0.45 dB (TV) and +0.78 dB (teacher)
     # over batches of 4; with graphed steps, lr 4e-3 +0.19-0.30 dB (TV) and +0.29-0.55 dB
     # (teacher, two examples) over 2e-3
-    "default-gpu": (UNetConfig(), FitConfig(batch_size=64, lr=4e-3)),
-    # a third level at the default's 8 channels (growth 1: no doubling), receptive field 27:
-    # on a 2-core Xeon, ahead of the default on seven hard targets after 5 minutes (one
+    "unet-gpu": (UNetConfig(), FitConfig(batch_size=64, lr=4e-3)),
+    # a third level at the U-Net's 8 channels (growth 1: no doubling), receptive field 27:
+    # on a 2-core Xeon, ahead of the U-Net on seven hard targets after 5 minutes (one
     # seed), within 0.2 dB of it or ahead on the means of three seeds at 2 minutes, but
     # 0.9 dB behind it on MAXIM sigma 25 after 15 minutes (two seeds; docs/FIDELITY.md);
-    # it applies at about 0.85 times the default's speed and trains 25 % fewer steps a
+    # it applies at about 0.85 times the U-Net's speed and trains 25 % fewer steps a
     # second, so it is slower to its plateau (the denoiser teacher: 34.58 dB at 60 s
-    # against the default's 35.12)
+    # against the U-Net's 35.12)
     "deep": (UNetConfig(depth=3, growth=1), FitConfig()),
     # the default until the speed work (docs/PERFORMANCE.md): issue 4's "first default"
     "first-default": (UNetConfig(depth=3, width=16), FitConfig()),
@@ -58,15 +74,11 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     # adaptive linear path"); networks copy onepair's trained teachers better
     "filters": (FilterConfig(), FitConfig(augment=Augment.AUTO)),
     "refined": (FilterConfig(refine_layers=3), FitConfig(augment=Augment.AUTO)),
-    # five 3 x 3 layers of 8 channels in the place of the path's second stage (kept where
-    # there is no refiner): on the fidelity benchmark (2 minutes, 2-core AMD EPYC) ahead of
-    # the first default on all seven targets and within 0.01-0.8 dB of `refined`; it
-    # applies at 3.5-5.2 megapixels/s there, under issue 7's 5 for the default at 4096 and
-    # 8192 (docs/FIDELITY.md, "A light refiner")
-    "refined-light": (
-        FilterConfig(refine_layers=5, refine_width=8, refined_stage2=False),
-        FitConfig(augment=Augment.AUTO),
-    ),
+    # the default's recipe under its own name: five 3 x 3 layers of 8 channels in the place
+    # of the path's second stage (kept where there is no refiner), on a path of three
+    # blended filters (five until 2026-11-29: the same fidelity within the seeds' spread,
+    # applied 1.0-1.7 times slower; docs/FIDELITY.md, "The default since 2026-11-29")
+    "refined-light": (LIGHT, FitConfig(augment=Augment.AUTO)),
     "paper-prototype": (
         PlainConfig(
             receptive_field=35, width=64, kernel_size=3, batchnorm=True, skip=Skip.IDENTITY

@@ -2,7 +2,7 @@
 
 :class:`EagerStep` runs it as Python calls, with crop positions from the fit's
 seeded CPU generator (so a seed gives the same crops on every device). On a
-CUDA device the default imitator's step is bound by launching its kernels, not
+CUDA device the U-Net imitator's step is bound by launching its kernels, not
 by their arithmetic (docs/PERFORMANCE.md, "On a GPU"), so :class:`GraphStep`
 captures the whole step once as a CUDA graph -- crop positions drawn on the
 device, the gather, forward, backward and the fused Adam update -- and replays

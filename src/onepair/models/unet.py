@@ -37,7 +37,8 @@ ACTIVATIONS = {
 class UNetConfig:
     """Shape of a U-Net imitator. ``depth`` counts resolutions (1 = no down-sampling).
 
-    The defaults are onepair's default imitator, from the Pareto study of fidelity
+    The defaults are ``--preset unet``, onepair's default imitator until 2026-11-29
+    (docs/PERFORMANCE.md), from the Pareto study of fidelity
     after a 30 s fit against apply throughput: within 0.5 dB of the most faithful
     shape and the fastest full-resolution one to apply (docs/PERFORMANCE.md).
     """
