@@ -18,9 +18,9 @@ def float32_apply(monkeypatch):
     tiles or AVX-512 bfloat16 it would mean bfloat16, and the tests of tiling and
     streaming compare with float32 whole-image passes to 1e-5. Tests of bfloat16 ask for
     it (test_tiling.py)."""
-    from onepair import tiling
+    from onepair import cpu
 
-    monkeypatch.setattr(tiling, "bfloat16_units", lambda: False)
+    monkeypatch.setattr(cpu, "bfloat16_units", lambda: False)
 
 
 @pytest.fixture

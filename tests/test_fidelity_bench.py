@@ -51,9 +51,9 @@ def test_tiny_run_records_every_row_and_queries_the_target_once(tmp_path, monkey
 
 
 def test_where_apply_computes_in_bfloat16_rows_keep_the_float32_psnr_beside(tmp_path, monkeypatch):
-    from onepair import tiling
+    from onepair import cpu
 
-    monkeypatch.setattr(tiling, "bfloat16_units", lambda: True)  # as on a CPU with AMX
+    monkeypatch.setattr(cpu, "bfloat16_units", lambda: True)  # as on a CPU with AMX
     asked: list[str] = []
     real_score = fidelity.score
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import randomise_path, whole
-from onepair import tiling
+from onepair import cpu
 from onepair.images import from_tensor, to_tensor
 from onepair.models import FilterConfig, PlainConfig, Skip, UNetConfig, build
 from onepair.tiling import apply_network, apply_on_device, resolve_precision, tile_side
@@ -107,8 +107,8 @@ def whole_skip(network, image):
 @pytest.mark.parametrize("amx, avx512_bf16", [(True, False), (False, True), (True, True)])
 def test_auto_precision_is_bfloat16_on_a_cpu_with_bfloat16_units(monkeypatch, amx, avx512_bf16):
     monkeypatch.undo()  # conftest.py's float32 default in tests: the real choice
-    monkeypatch.setattr(tiling, "amx_available", lambda: amx)
-    monkeypatch.setattr(tiling, "avx512_bf16_available", lambda: avx512_bf16)
+    monkeypatch.setattr(cpu, "amx_available", lambda: amx)
+    monkeypatch.setattr(cpu, "avx512_bf16_available", lambda: avx512_bf16)
     assert resolve_precision("auto", "cpu") == torch.bfloat16
     assert resolve_precision("auto", "cuda") == torch.float32  # not measured faster there
     assert resolve_precision("float32", "cpu") == torch.float32
@@ -116,8 +116,8 @@ def test_auto_precision_is_bfloat16_on_a_cpu_with_bfloat16_units(monkeypatch, am
 
 def test_auto_precision_is_float32_on_a_cpu_without_them(monkeypatch):
     monkeypatch.undo()
-    monkeypatch.setattr(tiling, "amx_available", lambda: False)
-    monkeypatch.setattr(tiling, "avx512_bf16_available", lambda: False)
+    monkeypatch.setattr(cpu, "amx_available", lambda: False)
+    monkeypatch.setattr(cpu, "avx512_bf16_available", lambda: False)
     assert resolve_precision("auto", "cpu") == torch.float32
     assert resolve_precision("bfloat16", "cpu") == torch.bfloat16
     with pytest.raises(ValueError, match="precision is 'fp16'; expected one of auto, float32"):
@@ -132,7 +132,7 @@ def test_the_probes_agree_with_the_cpu_flags(monkeypatch, probe, flag):
     if not cpuinfo.is_file():
         pytest.skip("no /proc/cpuinfo to compare with")
     monkeypatch.undo()  # conftest.py's float32 default in tests: the real probe
-    assert getattr(tiling, probe)() is (flag in cpuinfo.read_text().split())
+    assert getattr(cpu, probe)() is (flag in cpuinfo.read_text().split())
 
 
 def test_tiny_images_smaller_than_the_receptive_field():

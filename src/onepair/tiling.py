@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from onepair import cpu
 from onepair.images import as_image, from_tensor
 from onepair.models import Network
 
@@ -62,37 +63,11 @@ def tile_side(tile: int | str | None, device: torch.device | str) -> int | None:
     return tile
 
 
-def amx_available() -> bool:
-    """Whether this CPU has AMX tiles (Intel Xeon from Sapphire Rapids on), where
-    oneDNN runs bfloat16 convolutions on its matrix units."""
-    return _probe("_is_amx_tile_supported")
-
-
-def avx512_bf16_available() -> bool:
-    """Whether this CPU has AVX-512 bfloat16 dot products (AMD from Zen 4 on, Intel
-    Cooper Lake and Sapphire Rapids on), which oneDNN's bfloat16 convolutions use."""
-    return _probe("_is_avx512_bf16_supported")
-
-
-def bfloat16_units() -> bool:
-    """Whether this CPU computes bfloat16 convolutions faster than float32: AMX tiles
-    or AVX-512 bfloat16 instructions (docs/PERFORMANCE.md, "Apply in bfloat16")."""
-    return amx_available() or avx512_bf16_available()
-
-
-def _probe(name: str) -> bool:
-    probe = getattr(torch.cpu, name, None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:  # pragma: no cover - a torch that cannot tell
-        return False
-
-
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype:
     """The dtype apply runs the network's body in: ``"float32"``, ``"bfloat16"``, or
     ``"auto"``: bfloat16 on a CPU with AMX tiles or AVX-512 bfloat16 instructions
-    (:func:`bfloat16_units`), float32 elsewhere (on a GPU, and on CPUs without them,
-    where bfloat16 is slower).
+    (:func:`onepair.cpu.bfloat16_units`), float32 elsewhere (on a GPU, and on CPUs
+    without them, where bfloat16 is slower).
 
     Only the body runs in bfloat16; its output, the linear path and every sum are
     float32. On a 2-core Xeon with AMX the bodies of the U-Nets measured ran 2.1-2.9
@@ -103,8 +78,8 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     if precision not in PRECISIONS:
         raise ValueError(f"precision is {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        cpu = torch.device(device).type == "cpu"
-        return torch.bfloat16 if cpu and bfloat16_units() else torch.float32
+        on_cpu = torch.device(device).type == "cpu"
+        return torch.bfloat16 if on_cpu and cpu.bfloat16_units() else torch.float32
     return getattr(torch, precision)
 
 
