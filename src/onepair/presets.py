@@ -16,8 +16,9 @@ levels of 16 channels); the fidelity benchmark compares every new recipe with it
 ``fidelity`` is the most faithful U-Net recipe the fidelity benchmark found for a
 hard neural target, at a far higher cost to train and to apply. ``filters`` trains
 no network: it is the adaptive linear path alone, solved in seconds; ``refined``
-adds a wider refiner after the path's second stage, the most faithful recipe on the
-fidelity benchmark, which applies 2-3 times slower than the default.
+adds a wider refiner after the path's second stage, the most faithful recipe on five
+of the fidelity benchmark's seven targets, which applies 2-3 times slower than the
+default.
 """
 
 from __future__ import annotations
