@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from common import machine, machine_line, recipe, table, write_record
-from onepair.auto import auto_fit
+from onepair.auto import auto_fit, fit_preset
 from onepair.crosscheck import cross_check
 from onepair.evaluate import model_input
 from onepair.fit import fit
@@ -162,7 +162,10 @@ def measure(
     name, _, changes = text.partition(":")
     chooses = name == "auto"
     model, config = recipe(
-        f"unet:{changes}" if chooses else text, pair.in_channels, pair.out_channels, pair.scale
+        f"{fit_preset('default')}:{changes}" if chooses else text,
+        pair.in_channels,
+        pair.out_channels,
+        pair.scale,
     )
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     if chooses:

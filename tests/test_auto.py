@@ -11,6 +11,7 @@ from conftest import TINY_FIT
 from onepair.auto import auto_fit
 from onepair.models import PlainConfig, UNetConfig
 from onepair.pairs import Pair
+from onepair.presets import PRESETS
 from onepair.targets import load_target
 from test_cli import invoke
 
@@ -60,3 +61,7 @@ def test_cli_auto_prints_its_choice_and_an_upper_estimate(tmp_path):
     assert f"--auto chose {auto['chosen']} on the held-out blocks" in fitted.output
     said = f"new images like the example: {auto['estimate_psnr']:.2f} dB (an upper estimate"
     assert said in " ".join(fitted.output.split())
+    # the candidates are U-Nets: in the default's place they train with the U-Net's settings
+    settings = json.loads((run / "config.json").read_text())["fit"]
+    assert settings["augment"] == PRESETS["unet"][1].augment.value
+    assert settings["augment"] != PRESETS["default"][1].augment.value

@@ -29,6 +29,15 @@ CANDIDATES: dict[str, ModelConfig] = {
     "unet-2x8": UNetConfig(),  # the default until 2026-11-29: fast to train and to apply
     "unet-3x16": UNetConfig(depth=3, width=16),  # the first default: a wider view
 }
+# the candidates are U-Nets: in the default's place they train with the U-Net's settings
+_FIT_PRESETS = {"default": "unet", "default-gpu": "unet-gpu"}
+
+
+def fit_preset(name: str) -> str:
+    """The preset whose fit settings the candidates train with, for the preset ``name``
+    (``default`` or ``default-gpu`` once ``auto`` is resolved): the U-Net's in the
+    default's place; any other preset as given."""
+    return _FIT_PRESETS.get(name, name)
 
 
 def auto_fit(

@@ -125,8 +125,10 @@ def fit_command(
         pair = pairs[0]
         saved = checkpoint.saved_settings(out_dir) if resume and out_dir.is_dir() else None
         name = preset_for(preset, device or "auto", saved["fit"] if saved else None)
-        if auto and preset == "auto":  # its candidates are U-Nets: their fit settings
-            name = {"default": "unet", "default-gpu": "unet-gpu"}.get(name, name)
+        if auto and preset == "auto":
+            from onepair.auto import fit_preset
+
+            name = fit_preset(name)
         model, config = get_preset(name, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
