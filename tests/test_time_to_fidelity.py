@@ -30,6 +30,31 @@ def test_goal_variants_and_no_prototype() -> None:
     assert "prototype_s" not in derived and "ratio" not in derived
 
 
+def test_times_are_the_fits_wall_seconds_where_recorded() -> None:
+    """A budget shorter than the linear solve still takes the solve's time: the time to
+    fidelity is the fit's wall time, its budget kept beside it."""
+    walls = iter([5.2, 5.4, 10.6, 600.3, 5.1, 5.3])
+    row = {
+        "target": "t",
+        "recipe": "default",
+        "default_fits": [
+            {**f, "wall_s": next(walls)} for f in fits((2, 38.0), (5, 39.6), (10, 39.9), (600, 40))
+        ],
+        "variants": {"v": [{**f, "wall_s": next(walls)} for f in fits((2, 39.7), (5, 40.1))]},
+        "prototype_curve": [{"seconds": 100, "psnr": 39.0}, {"seconds": 270, "psnr": 39.55}],
+        "prototype_final_psnr": 39.8,
+    }
+    derived = time_to_fidelity.derive(row, long=600, within=0.5)
+    assert derived["default_s"] == 5.4 and derived["default_budget_s"] == 5
+    assert derived["default_text"] == "5.4 s (budget 5 s)"
+    assert derived["variants_s"] == {"v": 5.1}
+    assert derived["ratio"] == pytest.approx(270 / 5.4)
+    assert derived["p_proto"] == 39.8 and derived["default_to_p_proto_s"] == 10.6
+    row["default_fits"] = row["default_fits"][:1] + row["default_fits"][3:]
+    missed = time_to_fidelity.derive(row, long=600, within=0.5)
+    assert missed["default_s"] is None and missed["default_text"] == "> 5.2 s (budget 2 s)"
+
+
 def test_prototype_ratio_and_its_lower_bound() -> None:
     row = {
         "target": "t",
