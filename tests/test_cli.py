@@ -222,6 +222,7 @@ def test_the_filters_preset_solves_its_stages_and_applies_with_the_ensemble(tmp_
         "refine_layers": 0,
         "refine_width": 32,
         "refined_stage2": True,
+        "refined_bins": 0,
     }
     applied = invoke("apply", tmp_path / "run", x, "--ensemble", "-o", tmp_path / "out")
     assert applied.exit_code == 0, applied.output

@@ -240,6 +240,7 @@ FIELD_CASES = [
         "no",
         'model.refined_stage2 is "no" (string); expected true or false',
     ),
+    ("filter", "model.refined_bins", 33, "model.refined_bins is 33; expected an integer in 0..32"),
     ("unet", "model.growth", 5, "model.growth is 5; expected an integer in 1..4"),
     ("unet", "model.skip", "residual", f'model.skip is "residual"; expected {SKIPS}'),
     (

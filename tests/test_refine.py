@@ -88,6 +88,18 @@ def test_without_refined_stage2_the_refiner_takes_the_second_stage_s_place():
     assert refined.linear.radius < two_stages.linear.radius
 
 
+def test_refined_bins_blend_fewer_filters_only_under_a_refiner():
+    def first_stage_bins(network) -> int:
+        return getattr(network.linear, "stage1", network.linear).bins
+
+    fewer = replace(SMALL, refined_bins=2)
+    assert first_stage_bins(build(fewer, 3, 3, 1)) == 2  # refined: two blended filters
+    assert first_stage_bins(build(fewer, 1, 3, 1)) == SMALL.linear_bins  # no refiner
+    assert first_stage_bins(build(SMALL, 3, 3, 1)) == SMALL.linear_bins  # 0: linear_bins
+    with pytest.raises(ValueError, match="refined_bins is -1"):
+        replace(SMALL, refined_bins=-1)
+
+
 def test_the_light_preset_refines_a_one_stage_path_and_keeps_two_stages_without_one():
     from onepair.models.cascade import CascadeFilter
     from onepair.presets import preset

@@ -71,6 +71,11 @@ def fit_command(
         "(refined-light's refiner takes its place, which applies faster)",
         show_default=False,
     ),
+    refined_bins: int | None = typer.Option(
+        None,
+        help="filter architecture: the first stage's blended filters where a refiner is "
+        "trained (0: --linear-bins; the default: 3 under its refiner, 5 without one)",
+    ),
     steps: int | None = typer.Option(None, help="step budget"),
     seconds: float | None = typer.Option(None, help="wall-clock budget in seconds"),
     batch_size: int | None = typer.Option(None),

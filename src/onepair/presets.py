@@ -31,14 +31,15 @@ from onepair.models import FilterConfig, ModelConfig, PlainConfig, Skip, UNetCon
 # the adaptive linear path (three 15 x 15 filters blended by gradient strength), solved in
 # closed form, and a refiner of five 3 x 3 layers of 8 channels shared across colour
 # channels, trained on top (docs/FIDELITY.md, "The default recipe"); where input and output
-# channels differ (virtual staining) no refiner is built and the path keeps its second stage
-LIGHT = FilterConfig(linear_bins=3, refine_layers=5, refine_width=8, refined_stage2=False)
+# channels differ (virtual staining) no refiner is built and the path is `filters`' (five
+# blended filters and the second stage)
+LIGHT = FilterConfig(refined_bins=3, refine_layers=5, refine_width=8, refined_stage2=False)
 
 PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
-    # on the fidelity benchmark (2 minutes, 2-core AMD EPYC) ahead of the first default on
-    # all seven targets, by 0.14-2.91 dB, and of the U-Net default on six, by 0.9-4.6 dB
-    # (0.16 dB behind it on the staining teacher, where no refiner is built); it applies at
-    # 5.0-5.9 megapixels/s in float32 and 6.1-7.6 in bfloat16 there (docs/PERFORMANCE.md)
+    # on the fidelity benchmark (2 minutes, 2-core AMD EPYC) ahead of the first default and
+    # of the U-Net default on all seven targets, by 0.08-4.6 dB, and level with `refined`
+    # on the staining teacher, where no refiner is built; it applies at 5.0-5.9
+    # megapixels/s in float32 and 6.1-7.6 in bfloat16 there (docs/PERFORMANCE.md)
     "default": (LIGHT, FitConfig(augment=Augment.AUTO)),
     # batches of 64 crops at twice the learning rate, as the U-Net's on a GPU (below); the
     # refiner's GPU settings are not measured yet

@@ -115,6 +115,7 @@ MODEL_FIELDS: dict[str, dict[str, Field]] = {
         "refine_layers": _int(0, 32),
         "refine_width": _int(1, 1024),
         "refined_stage2": Field("bool"),
+        "refined_bins": _int(0, 32),
     },
 }
 

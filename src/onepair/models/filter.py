@@ -43,6 +43,10 @@ class FilterConfig:
     # False: where a refiner is trained, it takes the second stage's place (the path is
     # the first stage alone), which applies faster; where none is, the second stage stays
     refined_stage2: bool = True
+    # the first stage's blended filters where a refiner is trained (0: linear_bins); where
+    # none is, the path keeps linear_bins (the default: 3 under its refiner, which applies
+    # faster, and 5 without one, 0.24 dB better on the staining teacher)
+    refined_bins: int = 0
 
     def __post_init__(self) -> None:
         if self.stage2_kernel < 0 or (self.stage2_kernel and self.stage2_kernel % 2 == 0):
@@ -58,6 +62,11 @@ class FilterConfig:
             )
         if self.linear_bins < 1:
             raise ValueError(f"FilterConfig.linear_bins is {self.linear_bins}; expected >= 1")
+        if self.refined_bins < 0:
+            raise ValueError(
+                f"FilterConfig.refined_bins is {self.refined_bins}; expected >= 1, or 0 for "
+                "linear_bins"
+            )
         if self.refine_layers < 0 or self.refine_width < 1:
             raise ValueError(
                 f"FilterConfig.refine_layers is {self.refine_layers} and refine_width "
@@ -77,9 +86,10 @@ class FilterNet(Network):
         super().__init__(config, in_channels, out_channels, scale)
         self.multiple = 1
         self.body_span = Span()
-        self.finish(1, Skip.LINEAR, config.linear_kernel, linear_bins=config.linear_bins)
-        self.head.requires_grad_(False)
         refining = bool(config.refine_layers) and in_channels == out_channels
+        bins = config.refined_bins if refining and config.refined_bins else config.linear_bins
+        self.finish(1, Skip.LINEAR, config.linear_kernel, linear_bins=bins)
+        self.head.requires_grad_(False)
         if config.stage2_kernel and (config.refined_stage2 or not refining):
             from onepair.models.cascade import CascadeFilter
 
@@ -88,7 +98,7 @@ class FilterNet(Network):
                 out_channels,
                 scale,
                 config.linear_kernel,
-                config.linear_bins,
+                bins,
                 config.stage2_kernel,
                 config.stage2_bins,
             )
