@@ -9,8 +9,8 @@ quadrants), always at ``--held-out-size``, beside the floor (the input itself
 against the target's output). Where the fit found the target equivariant to
 flips and rotations (``augment``), the self-ensemble over them is measured too.
 Imitations are applied as ``onepair apply`` applies them (``precision="auto"``:
-bfloat16 on a CPU with AMX tiles); where that is not float32, ``psnr_float32`` is
-the same imitator applied in float32.
+bfloat16 on a CPU with bfloat16 units, AMX or AVX-512 BF16); where that is not
+float32, ``psnr_float32`` is the same imitator applied in float32.
 
 A recipe is a preset name, optionally with fields of its imitator or fit
 changed: ``default``, ``first-default``, ``default:width=16,augment=none``;
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from common import machine, machine_line, recipe, table, write_record
-from onepair.auto import auto_fit, fit_preset
+from onepair.auto import auto_fit
 from onepair.crosscheck import cross_check
 from onepair.evaluate import model_input
 from onepair.fit import fit
@@ -162,7 +162,7 @@ def measure(
     name, _, changes = text.partition(":")
     chooses = name == "auto"
     model, config = recipe(
-        f"{fit_preset('default')}:{changes}" if chooses else text,
+        f"default:{changes}" if chooses else text,
         pair.in_channels,
         pair.out_channels,
         pair.scale,

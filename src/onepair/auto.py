@@ -3,14 +3,18 @@
 No test data is needed. Each candidate imitator is fitted for an equal share
 of a screening part of the budget; the one with the best PSNR on the held-out
 blocks then trains on from its trial's weights for the rest (a warm start: its
-screening time is not lost). Its held-out PSNR is the estimate of held-out
-fidelity it reports, and ``benchmarks/fidelity.py`` measures that estimate's
-error against other images (docs/FIDELITY.md).
+screening time is not lost, and its linear path is not solved again). Its
+held-out PSNR is the estimate of held-out fidelity it reports, and
+``benchmarks/fidelity.py`` measures that estimate's error against other images
+(docs/FIDELITY.md).
 
-Two candidates and half the budget for screening, because a short trial favours
-the small network: after 12 s of a 2-minute budget the 2 x 8 U-Net led on the
-virtual-staining teacher, which the 3 x 16 copies 4 dB better in 2 minutes; after
-30 s the blocks prefer the 3 x 16 there (docs/FIDELITY.md, "onepair fit --auto").
+The candidates are the default's kind: the adaptive linear path with the default's
+light refiner, and ``--preset refined``'s larger one, which copies four of the
+fidelity benchmark's seven targets better and applies 2-3 times slower; both train
+with the caller's fit settings (the default's). Until 2026-11-29 they were the two
+U-Nets, which the default copies 1-4 dB better on six of the seven. Half the
+budget goes to screening, because a short trial favours the smaller network
+(docs/FIDELITY.md, "onepair fit --auto").
 """
 
 from __future__ import annotations
@@ -21,23 +25,15 @@ from pathlib import Path
 
 from onepair.fit import FitConfig, fit
 from onepair.imitator import Imitator
-from onepair.models import ModelConfig, UNetConfig
+from onepair.models import ModelConfig
 from onepair.pairs import Pair
+from onepair.presets import PRESETS
 
 # name: imitator; the fit settings are the caller's (augment included)
 CANDIDATES: dict[str, ModelConfig] = {
-    "unet-2x8": UNetConfig(),  # the default until 2026-11-29: fast to train and to apply
-    "unet-3x16": UNetConfig(depth=3, width=16),  # the first default: a wider view
+    "refined-light": PRESETS["refined-light"][0],  # the default's: 5 layers of 8
+    "refined": PRESETS["refined"][0],  # 3 layers of 32 after the path's two stages
 }
-# the candidates are U-Nets: in the default's place they train with the U-Net's settings
-_FIT_PRESETS = {"default": "unet", "default-gpu": "unet-gpu"}
-
-
-def fit_preset(name: str) -> str:
-    """The preset whose fit settings the candidates train with, for the preset ``name``
-    (``default`` or ``default-gpu`` once ``auto`` is resolved): the U-Net's in the
-    default's place; any other preset as given."""
-    return _FIT_PRESETS.get(name, name)
 
 
 def auto_fit(

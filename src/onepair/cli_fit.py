@@ -130,10 +130,6 @@ def fit_command(
         pair = pairs[0]
         saved = checkpoint.saved_settings(out_dir) if resume and out_dir.is_dir() else None
         name = preset_for(preset, device or "auto", saved["fit"] if saved else None)
-        if auto and preset == "auto":
-            from onepair.auto import fit_preset
-
-            name = fit_preset(name)
         model, config = get_preset(name, pair.in_channels, pair.out_channels, pair.scale)
         if architecture is not None and architecture != _arch_name(model):
             if architecture not in ARCHITECTURES:
@@ -144,6 +140,11 @@ def fit_command(
         own = {f.name for f in fields(model)}
         every = {f.name for t, _ in ARCHITECTURES.values() for f in fields(t)}
         other = every - own
+        if auto:
+            chosen = sorted(every & set(given))
+            if architecture is not None or chosen or resume:
+                flags = ", ".join("--" + n.replace("_", "-") for n in chosen) or "--architecture"
+                _fail(f"--auto chooses the imitator itself; drop {'--resume' if resume else flags}")
         if misplaced := sorted(other & set(given)):
             flags = ", ".join("--" + name.replace("_", "-") for name in misplaced)
             _fail(
@@ -166,10 +167,6 @@ def fit_command(
         if auto:
             from onepair.auto import auto_fit
 
-            chosen = sorted(every & set(given))
-            if architecture is not None or chosen or resume:
-                flags = ", ".join("--" + n.replace("_", "-") for n in chosen) or "--architecture"
-                _fail(f"--auto chooses the imitator itself; drop {'--resume' if resume else flags}")
             imitator = auto_fit(
                 pairs if len(pairs) > 1 else pair, config, out_dir, show_progress=not quiet
             )
