@@ -89,6 +89,7 @@ def test_auto_recipe_records_the_choice_and_every_candidates_estimate(tmp_path) 
     from onepair.auto import CANDIDATES
 
     args = ["--targets", "gaussian-blur:sigma=2", "--budgets", "2", "--seeds", "0"]
+    args += ["--sizes", "128", "--held-out-size", "96"]  # small: two path solves and an ensemble
     args += ["--cache", str(tmp_path / "cache"), "-o", str(tmp_path)]
     record = fidelity.main([*args, "--recipes", "auto"])
     (row,) = record["rows"]
