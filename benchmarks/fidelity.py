@@ -162,10 +162,7 @@ def measure(
     name, _, changes = text.partition(":")
     chooses = name == "auto"
     model, config = recipe(
-        f"default:{changes}" if chooses else text,
-        pair.in_channels,
-        pair.out_channels,
-        pair.scale,
+        f"default:{changes}" if chooses else text, pair.in_channels, pair.out_channels, pair.scale
     )
     config = replace(config, seconds=seconds, steps=10**9, seed=seed)
     if chooses:

@@ -167,7 +167,9 @@ def check_field(path: str, value: Any, field: Field) -> None:
         "object": isinstance(value, dict),
     }[kind]
     if not fits_type:
-        raise ValueError(f"{path} is {_shown(value)} ({_json_type(value)}); {_expect(field)}")
+        raise ValueError(
+            f"{path} is {_shown(value)} ({_json_type(value)}); expected {field.expected()}"
+        )
     if kind in ("int", "odd", "number"):
         low_ok = value > field.low if field.low_open else value >= field.low
         finite = isinstance(value, int) or math.isfinite(value)
@@ -181,11 +183,7 @@ def check_field(path: str, value: Any, field: Field) -> None:
         if kind == "config":
             check_model(value, path, field.choices)
     if not fits:
-        raise ValueError(f"{path} is {_shown(value)}; {_expect(field)}")
-
-
-def _expect(field: Field) -> str:
-    return f"expected {field.expected()}"
+        raise ValueError(f"{path} is {_shown(value)}; expected {field.expected()}")
 
 
 def check_model(data: Any, path: str = "model", allowed: tuple[str, ...] = ()) -> None:
@@ -226,7 +224,7 @@ def check_run_config(config: Any) -> None:
         if key in config:
             check_field(key, config[key], field)
         elif key in RUN_REQUIRED:
-            raise ValueError(f"{key} is missing; {_expect(field)}")
+            raise ValueError(f"{key} is missing; expected {field.expected()}")
 
 
 def network_values(network: Any) -> int:
