@@ -51,8 +51,9 @@ IMITATORS: tuple[tuple[str, str, ModelConfig], ...] = (
     ("filters", "adaptive linear path, no network (two stages of blended filters)", FilterConfig()),
     # onepair's default: the path corrected by a small CNN shared across colour channels;
     # after 2 minutes a better copy than the U-Nets and the path alone of every hard
-    # target of the fidelity benchmark but one (the staining teacher, where it is the path),
-    # though not of every pair (the NL-means audit in docs/AUDIT.md, at 60 s)
+    # target of the fidelity benchmark but one (the staining teacher, where channels differ
+    # and it is `filters`' path, so this copy repeats the one above), though not of every
+    # pair (the NL-means audit in docs/AUDIT.md, at 60 s)
     (
         "refined",
         "adaptive linear path and a light refiner shared across colour channels (the default)",

@@ -77,9 +77,9 @@ PRESETS: dict[str, tuple[ModelConfig, FitConfig]] = {
     "filters": (FilterConfig(), FitConfig(augment=Augment.AUTO)),
     "refined": (FilterConfig(refine_layers=3), FitConfig(augment=Augment.AUTO)),
     # the default's recipe under its own name: five 3 x 3 layers of 8 channels in the place
-    # of the path's second stage (kept where there is no refiner), on a path of three
-    # blended filters (five until 2026-11-29: the same fidelity within the seeds' spread,
-    # applied 1.0-1.7 times slower; docs/FIDELITY.md, "The default since 2026-11-29")
+    # of the path's second stage, on a first stage of three blended filters (five until
+    # 2026-11-29: the same fidelity within the seeds' spread, applied 1.0-1.7 times slower;
+    # docs/FIDELITY.md, "The default since 2026-11-29"); without a refiner, `filters`' path
     "refined-light": (LIGHT, FitConfig(augment=Augment.AUTO)),
     "paper-prototype": (
         PlainConfig(
